@@ -1,0 +1,91 @@
+# The entry points of the project. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export PY_COLORS := 1
+export ANSIBLE_FORCE_COLOR := 1
+
+# Molecule scenarios run by `make test`, in order.
+MOLECULE_SCENARIOS ?= docker_host default
+
+.PHONY: help
+help: ## Show this list
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+## --- setup ---------------------------------------------------------------
+.PHONY: bootstrap system venv collections constraints wheel
+bootstrap: ## Install everything missing: Docker + Compose v2, venv, collections
+	scripts/bootstrap all
+
+system:
+	scripts/bootstrap system
+
+venv:
+	scripts/bootstrap venv
+
+collections: venv
+	scripts/bootstrap collections
+
+constraints: ## Re-pin constraints.txt from the current venv
+	{ echo "# Pinned versions of the whole controller/gateway Python toolchain (pip install -c constraints.txt)."; \
+	  echo "# Regenerate with: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^mlflow-gateway-tools' | sort -f; } > constraints.txt
+
+wheel: venv ## Build the tools package wheel into .cache/dist (shipped into images)
+	rm -rf .cache/dist && $(BIN)/pip wheel -q --no-deps -w .cache/dist . 2>&1 | grep -v '^WARNING: Location' || true
+
+## --- the lab --------------------------------------------------------------
+.PHONY: lab-images lab-up lab-down lab-status
+lab-images: bootstrap wheel ## Build the lab images (base image offline via debootstrap)
+	scripts/lab images
+
+lab-up: bootstrap wheel ## Start the lab: bastion, two Docker hosts, fake upstream, registry
+	scripts/lab up
+
+lab-down: ## Remove every container, network and volume the lab made
+	scripts/lab down
+
+lab-status: ## Show the lab members and their state
+	scripts/lab status
+
+## --- the main job ---------------------------------------------------------
+.PHONY: deploy evaluate demo
+deploy: ## Deploy to the lab (prod mode) through the bastion
+	$(BIN)/ansible-playbook deploy.yml
+
+evaluate: ## Evaluate the lab deployment and fetch results to results/
+	$(BIN)/ansible-playbook playbooks/evaluate.yml
+
+demo: lab-up ## From a fresh clone: lab, deploy, evaluate, print the cost summary
+	$(BIN)/ansible-playbook deploy.yml
+	$(BIN)/ansible-playbook playbooks/evaluate.yml
+
+## --- quality ---------------------------------------------------------------
+.PHONY: lint unit molecule test bench drills
+lint: bootstrap ## ansible-lint (production profile), yamllint, ruff
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+	$(BIN)/ruff check tools tests benchmarks scripts/install-collections
+	$(BIN)/ruff format --check tools tests benchmarks
+
+unit: bootstrap ## pytest: tools against real HTTP and a real MLflow gateway
+	$(BIN)/pytest -q
+
+molecule: lab-images ## Molecule scenarios against Docker-in-Docker hosts
+	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+test: lint unit molecule ## Everything CI runs: lint + pytest + molecule
+
+bench: bootstrap ## Benchmarks; prints a table and writes benchmarks/results.md
+	$(BIN)/python benchmarks/run.py
+
+drills: lab-up ## Fault drills against the lab
+	$(BIN)/pytest -q -m drill tests/drills
