@@ -6,6 +6,9 @@ import os
 import sys
 from collections.abc import Callable
 
+from rich.console import Console
+
+PIPE_WIDTH = 160
 EXIT_OK = 0
 EXIT_THRESHOLD = 1  # the run worked but a limit (error rate, budget) was exceeded
 EXIT_USAGE = 2  # bad input or an unusable environment; nothing was changed
@@ -31,3 +34,12 @@ def disable_mlflow_telemetry() -> None:
     """MLflow's telemetry client calls an outside host on import; never let it."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DO_NOT_TRACK"] = "true"
+
+
+def stdout_console() -> Console:
+    """Rich output: the terminal's width on a terminal, wide enough for tables in a pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=PIPE_WIDTH)

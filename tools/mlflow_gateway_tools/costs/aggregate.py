@@ -1,0 +1,223 @@
+"""Streaming, constant-memory cost aggregation.
+
+Records are folded into integer token counters per (model, endpoint, client, hour) cell;
+nothing per request is kept beyond a short sample. Costs are computed once per cell at
+the end with exact decimals. Cost is linear in tokens for a fixed model, so a cell's cost
+equals the sum of its requests' costs, and every grouping (model, endpoint, client, day,
+time) is an exact sum of cells.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from mlflow_gateway_tools.pricing import Price, PriceTable
+from mlflow_gateway_tools.timeutil import format_iso
+
+UNKNOWN = "(unknown)"
+NO_CLIENT = "(none)"
+REQUEST_SAMPLE_SIZE = 20  # the seed's rule: list each request when there are at most 20
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One request, normalised from a usage-log line or a results-file entry."""
+
+    ts: str | None
+    model: str | None
+    endpoint: str | None
+    client: str | None
+    status: int | None
+    failed: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    origin: str = ""
+
+
+@dataclass(slots=True)
+class Counters:
+    requests: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def add(self, record: UsageRecord) -> None:
+        self.requests += 1
+        self.failed += record.failed
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        self.cached_tokens += record.cached_tokens
+        self.reasoning_tokens += record.reasoning_tokens
+
+    def merge(self, other: Counters) -> None:
+        self.requests += other.requests
+        self.failed += other.failed
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.prompt_tokens or self.completion_tokens)
+
+
+@dataclass
+class GroupRow:
+    """Totals for one value of a grouping (a model, an endpoint, a client, a day)."""
+
+    key: str
+    counters: Counters = field(default_factory=Counters)
+    cost: Decimal = Decimal(0)
+    unpriced_requests: int = 0
+
+
+@dataclass
+class TimeWindow:
+    """--since/--until as ISO strings in the usage log's own format (compare as text)."""
+
+    since: str | None = None
+    until: str | None = None
+
+    @classmethod
+    def of(cls, since: datetime | None, until: datetime | None) -> TimeWindow:
+        return cls(format_iso(since) if since else None, format_iso(until) if until else None)
+
+    def contains(self, ts: str | None) -> bool:
+        if ts is None:
+            return self.since is None and self.until is None
+        return (self.since is None or ts >= self.since) and (self.until is None or ts < self.until)
+
+
+@dataclass
+class PricedRequest:
+    record: UsageRecord
+    price: Price | None
+    cost: Decimal | None
+
+
+@dataclass
+class CostReport:
+    totals: Counters
+    cost: Decimal
+    groups: dict[str, list[GroupRow]]
+    timeline: list[tuple[str, str, Decimal]]  # (hour, model, cost)
+    unpriced: list[GroupRow]
+    price_rows: dict[str, Price | None]  # model as seen -> price row used
+    requests: list[PricedRequest]
+    requests_listed_all: bool
+    first_ts: str | None
+    last_ts: str | None
+
+    @property
+    def average_cost(self) -> Decimal:
+        priced = self.totals.requests - sum(row.counters.requests for row in self.unpriced)
+        return self.cost / priced if priced else Decimal(0)
+
+
+class Aggregator:
+    """Fold UsageRecords in; `report()` prices them at the end."""
+
+    def __init__(self, window: TimeWindow | None = None, keep_all_requests: bool = False) -> None:
+        self.window = window or TimeWindow()
+        self.keep_all_requests = keep_all_requests
+        self.cells: defaultdict[tuple[str, str, str, str], Counters] = defaultdict(Counters)
+        self.sample: list[UsageRecord] = []
+        self.seen = 0
+        self.skipped_by_time = 0
+        self.first_ts: str | None = None
+        self.last_ts: str | None = None
+
+    def add(self, record: UsageRecord) -> None:
+        if not self.window.contains(record.ts):
+            self.skipped_by_time += 1
+            return
+        self.seen += 1
+        ts = record.ts
+        if ts is not None:
+            if self.first_ts is None or ts < self.first_ts:
+                self.first_ts = ts
+            if self.last_ts is None or ts > self.last_ts:
+                self.last_ts = ts
+        key = (
+            record.model or UNKNOWN,
+            record.endpoint or UNKNOWN,
+            record.client or NO_CLIENT,
+            ts[:13] if ts else UNKNOWN,
+        )
+        self.cells[key].add(record)
+        if self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE:
+            self.sample.append(record)
+
+    def add_all(self, records: Iterable[UsageRecord]) -> None:
+        for record in records:
+            self.add(record)
+
+    def report(self, prices: PriceTable) -> CostReport:
+        totals = Counters()
+        total_cost = Decimal(0)
+        groupings: dict[str, dict[str, GroupRow]] = {
+            name: {} for name in ("model", "endpoint", "client", "day")
+        }
+        timeline: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        unpriced: dict[str, GroupRow] = {}
+        price_rows: dict[str, Price | None] = {}
+        for (model, endpoint, client, hour), counters in self.cells.items():
+            price = prices.lookup(model if model != UNKNOWN else None)
+            price_rows[model] = price
+            totals.merge(counters)
+            cost = Decimal(0)
+            is_unpriced = price is None and counters.has_tokens
+            if price is not None:
+                cost = price.cost(
+                    counters.prompt_tokens, counters.cached_tokens, counters.completion_tokens
+                )
+            if is_unpriced:
+                unpriced.setdefault(model, GroupRow(model)).counters.merge(counters)
+            total_cost += cost
+            timeline[(hour, model)] += cost
+            for name, value in (
+                ("model", model),
+                ("endpoint", endpoint),
+                ("client", client),
+                ("day", hour[:10]),
+            ):
+                row = groupings[name].setdefault(value, GroupRow(value))
+                row.counters.merge(counters)
+                row.cost += cost
+                row.unpriced_requests += counters.requests if is_unpriced else 0
+        listed_all = self.keep_all_requests or self.seen <= REQUEST_SAMPLE_SIZE
+        requests = [self._priced(record, prices) for record in self.sample] if listed_all else []
+        return CostReport(
+            totals=totals,
+            cost=total_cost,
+            groups={
+                name: sorted(rows.values(), key=lambda row: (-row.cost, row.key))
+                for name, rows in groupings.items()
+            },
+            timeline=sorted((hour, model, cost) for (hour, model), cost in timeline.items()),
+            unpriced=sorted(unpriced.values(), key=lambda row: row.key),
+            price_rows=price_rows,
+            requests=requests,
+            requests_listed_all=listed_all,
+            first_ts=self.first_ts,
+            last_ts=self.last_ts,
+        )
+
+    @staticmethod
+    def _priced(record: UsageRecord, prices: PriceTable) -> PricedRequest:
+        price = prices.lookup(record.model)
+        cost = (
+            price.cost(record.prompt_tokens, record.cached_tokens, record.completion_tokens)
+            if price is not None
+            else (Decimal(0) if not (record.prompt_tokens or record.completion_tokens) else None)
+        )
+        return PricedRequest(record, price, cost)

@@ -1,0 +1,266 @@
+"""Where usage records come from: usage-log files, Docker logs (one container or every replica
+of a compose service), and evaluate-gateway results files. Everything is streamed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mlflow_gateway_tools.cli_support import CommandError
+from mlflow_gateway_tools.costs.aggregate import UsageRecord
+from mlflow_gateway_tools.timeutil import format_iso, parse_iso
+from mlflow_gateway_tools.usage import model_and_usage
+
+USAGE_EVENT = "gateway.request"
+MAX_EXAMPLES = 5
+EXAMPLE_CHARS = 120
+DOCKER_TIMEOUT_SECONDS = 30
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+CANONICAL_TS_LENGTH = len("2026-11-27T12:00:00.000Z")
+
+
+@dataclass
+class ParseIssues:
+    """Lines that could not be used: counted, and the first few kept with line numbers."""
+
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, origin: str, line_number: int, reason: str, text: str) -> None:
+        self.count += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            excerpt = text.strip()
+            if len(excerpt) > EXAMPLE_CHARS:
+                excerpt = excerpt[:EXAMPLE_CHARS] + "..."
+            self.examples.append(
+                {"source": origin, "line": line_number, "reason": reason, "text": excerpt}
+            )
+
+
+class BadRecord(ValueError):
+    """A JSON object that is not a usable usage record; the message says which field."""
+
+
+def _token(entry: dict[str, Any], name: str) -> int:
+    value = entry.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise BadRecord(f"{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _canonical_ts(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRecord(f"ts must be an ISO 8601 string, got {value!r}")
+    if len(value) == CANONICAL_TS_LENGTH and value[-1] == "Z":
+        return value  # the usage log's own format: the fast path
+    try:
+        return format_iso(parse_iso(value))
+    except ValueError:
+        raise BadRecord(f"ts {value!r} is not an ISO 8601 time") from None
+
+
+def _status(entry: dict[str, Any]) -> int | None:
+    status = entry.get("status")
+    if status is not None and type(status) is not int:
+        raise BadRecord(f"status must be an integer, got {status!r}")
+    return status
+
+
+def record_from_log_entry(
+    entry: dict[str, Any], origin: str, model_override: str | None
+) -> UsageRecord:
+    """A usage-log line (the launcher's JSON) as a UsageRecord."""
+    status = _status(entry)
+    return UsageRecord(
+        ts=_canonical_ts(entry.get("ts")),
+        model=model_override or entry.get("model_returned") or entry.get("model_configured"),
+        endpoint=entry.get("endpoint"),
+        client=entry.get("client"),
+        status=status,
+        failed=status is None or status >= 400 or entry.get("error") is not None,
+        prompt_tokens=_token(entry, "prompt_tokens"),
+        completion_tokens=_token(entry, "completion_tokens"),
+        cached_tokens=_token(entry, "cached_tokens"),
+        reasoning_tokens=_token(entry, "reasoning_tokens"),
+        origin=origin,
+    )
+
+
+def record_from_result(
+    entry: dict[str, Any], origin: str, model_override: str | None
+) -> UsageRecord:
+    """A results-file entry: evaluate-gateway's flat record, or one holding a raw `response`."""
+    if "response" in entry and not any(name in entry for name in TOKEN_FIELDS):
+        model, usage = model_and_usage(entry.get("response"))
+        entry = {**entry, "model_returned": model, **usage.as_dict()}
+    status = _status(entry)
+    return UsageRecord(
+        ts=_canonical_ts(entry.get("ts")),
+        model=model_override or entry.get("model_returned") or entry.get("model"),
+        endpoint=entry.get("endpoint"),
+        client=entry.get("client"),
+        status=status,
+        failed=entry.get("ok") is False
+        or entry.get("success") is False
+        or (status is not None and status >= 400)
+        or bool(entry.get("error")),
+        prompt_tokens=_token(entry, "prompt_tokens"),
+        completion_tokens=_token(entry, "completion_tokens"),
+        cached_tokens=_token(entry, "cached_tokens"),
+        reasoning_tokens=_token(entry, "reasoning_tokens"),
+        origin=origin,
+    )
+
+
+def iter_log_lines(
+    origin: str, lines: Iterable[bytes], issues: ParseIssues, model_override: str | None
+) -> Iterator[UsageRecord]:
+    """Usage records from JSON lines; other JSON events are skipped, junk is counted."""
+    for number, line in enumerate(lines, start=1):
+        start = line.find(b"{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
+        if start < 0:
+            if line.strip():
+                issues.add(origin, number, "not JSON", line.decode("utf-8", "replace"))
+            continue
+        try:
+            entry = json.loads(line[start:])
+        except ValueError:
+            issues.add(origin, number, "not JSON", line.decode("utf-8", "replace"))
+            continue
+        if not isinstance(entry, dict) or entry.get("event") != USAGE_EVENT:
+            continue
+        try:
+            yield record_from_log_entry(entry, f"{origin}:{number}", model_override)
+        except BadRecord as error:
+            issues.add(origin, number, str(error), line.decode("utf-8", "replace"))
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    if str(path) == "-":
+        return sys.stdin.buffer
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def iter_log_file(
+    path: Path, issues: ParseIssues, model_override: str | None
+) -> Iterator[UsageRecord]:
+    try:
+        handle = _open_log(path)
+    except OSError as error:
+        raise CommandError(
+            f"cannot read --log-file {path}: {error.strerror}; give a usage-log file "
+            "(e.g. from `docker logs mlflow-gateway 2>/dev/null > gateway.log`)"
+        ) from None
+    with handle:
+        yield from iter_log_lines(str(path), handle, issues, model_override)
+
+
+def iter_results_file(
+    path: Path, issues: ParseIssues, model_override: str | None
+) -> Iterator[UsageRecord]:
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as error:
+        raise CommandError(
+            f"cannot read --response-file {path}: {error.strerror}; "
+            "run evaluate-gateway --output FILE first"
+        ) from None
+    except ValueError as error:
+        raise CommandError(f"--response-file {path} is not JSON: {error}") from None
+    entries = document
+    if isinstance(document, dict):
+        entries = document.get("requests", document.get("results"))
+    if not isinstance(entries, list):
+        raise CommandError(
+            f"--response-file {path} has no list of requests; expected evaluate-gateway's "
+            'results ({"requests": [...]}) or a JSON list of responses'
+        )
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            issues.add(str(path), index, "entry is not a JSON object", json.dumps(entry))
+            continue
+        try:
+            yield record_from_result(entry, f"{path}#{index}", model_override)
+        except BadRecord as error:
+            issues.add(str(path), index, str(error), json.dumps(entry))
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise CommandError(
+            "reading gateway logs needs the docker CLI, which is not on PATH; install it, "
+            "or save the log (docker logs NAME 2>/dev/null > gateway.log) and use --log-file"
+        )
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [docker, *args],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(
+            f"`docker {' '.join(args)}` did not answer in {DOCKER_TIMEOUT_SECONDS}s; "
+            "is the Docker engine running?"
+        ) from None
+    return result
+
+
+def _docker_problem(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    return lines[0] if lines else f"exit code {result.returncode}"
+
+
+def container_exists(name: str) -> bool:
+    return _docker("inspect", "--type", "container", "--format", "{{.Name}}", name).returncode == 0
+
+
+def containers_of_service(service: str, project: str | None) -> list[str]:
+    """Every container (running or stopped) of a compose service: all its replicas."""
+    filters = ["--filter", f"label=com.docker.compose.service={service}"]
+    if project:
+        filters += ["--filter", f"label=com.docker.compose.project={project}"]
+    result = _docker("ps", "--all", *filters, "--format", "{{.Names}}")
+    if result.returncode != 0:
+        raise CommandError(f"cannot list containers: {_docker_problem(result)}")
+    return sorted(name for name in result.stdout.split() if name)
+
+
+def iter_docker_logs(
+    container: str,
+    issues: ParseIssues,
+    model_override: str | None,
+    since: str | None,
+    until: str | None,
+) -> Iterator[UsageRecord]:
+    """Stream a container's stdout (the usage log) line by line; its stderr is not usage."""
+    if not container_exists(container):
+        raise CommandError(
+            f"no container named {container!r}; see `docker ps -a`, or use --service to read "
+            "every replica of a compose service"
+        )
+    argv = [shutil.which("docker") or "docker", "logs"]
+    argv += ["--since", since] if since else []
+    argv += ["--until", until] if until else []
+    with subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        [*argv, container], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        yield from iter_log_lines(f"docker:{container}", process.stdout, issues, model_override)
+    if process.returncode != 0:
+        raise CommandError(f"`docker logs {container}` failed with exit code {process.returncode}")

@@ -1,0 +1,278 @@
+"""`evaluate-gateway`: send real requests through the gateway and measure them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from mlflow_gateway_tools import __version__
+from mlflow_gateway_tools.cli_support import (
+    EXIT_OK,
+    EXIT_THRESHOLD,
+    CommandError,
+    run_command,
+    stderr_console,
+    stdout_console,
+)
+from mlflow_gateway_tools.evaluate.cases import Case, CaseFileError, builtin_cases, load_cases
+from mlflow_gateway_tools.evaluate.health import check_health, list_endpoints
+from mlflow_gateway_tools.evaluate.report import print_summary, summarize_run
+from mlflow_gateway_tools.evaluate.runner import ROUTES, RequestRecord, RunSettings, run_plan
+from mlflow_gateway_tools.pricing import PriceTable, PricingError
+from mlflow_gateway_tools.timeutil import utc_now_iso
+
+PROG = "evaluate-gateway"
+DEFAULT_URL = "http://localhost:5000"
+DEFAULT_OUTPUT = Path("gateway_results.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Evaluate an MLflow AI Gateway: health check, then real requests with "
+        "latency, time to first token, errors, tokens and cost; writes a results file that "
+        "analyze-costs reads.",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GATEWAY_URL", DEFAULT_URL),
+        help=f"gateway base URL (env GATEWAY_URL, default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("GATEWAY_TOKEN"),
+        help="client token sent as Authorization: Bearer (env GATEWAY_TOKEN)",
+    )
+    parser.add_argument(
+        "--test-file",
+        type=Path,
+        metavar="FILE",
+        help="JSON or YAML list of cases instead of the built-in ones",
+    )
+    parser.add_argument(
+        "--cases", metavar="NAMES", help="comma-separated case names to run (default: all)"
+    )
+    parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="gateway",
+        help="URL style: /gateway/<ep>/invocations (default), /endpoints/..., "
+        "or OpenAI-style /v1/... with model=<ep>",
+    )
+    parser.add_argument(
+        "--chat-endpoint",
+        default="chat",
+        metavar="NAME",
+        help="endpoint for built-in chat cases (default chat)",
+    )
+    parser.add_argument("--completions-endpoint", default="completions", metavar="NAME")
+    parser.add_argument("--embeddings-endpoint", default="embeddings", metavar="NAME")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--requests",
+        type=int,
+        metavar="N",
+        help="send N requests in total, cycling through the cases",
+    )
+    amount.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="send every case N times (default 1)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream chat/completions and measure time to first token",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="per-request timeout"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="FILE",
+        help=f"results JSON with per-request records (default {DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="exit 1 when the failed fraction is above this (default 0)",
+    )
+    parser.add_argument(
+        "--pricing",
+        type=Path,
+        metavar="FILE",
+        help="YAML prices overriding or extending the packaged table",
+    )
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not args.url.startswith(("http://", "https://")):
+        raise CommandError(f"--url {args.url!r} must start with http:// or https://")
+    args.url = args.url.rstrip("/")
+    for option, value in (("--concurrency", args.concurrency), ("--repeat", args.repeat)):
+        if value < 1:
+            raise CommandError(f"{option} {value} must be at least 1")
+    if args.requests is not None and args.requests < 1:
+        raise CommandError(f"--requests {args.requests} must be at least 1")
+    if args.timeout <= 0:
+        raise CommandError(f"--timeout {args.timeout:g} must be more than 0 seconds")
+    if not 0 <= args.max_error_rate <= 1:
+        raise CommandError(
+            f"--max-error-rate {args.max_error_rate:g} is a fraction from 0 to 1 (0.05 = 5%)"
+        )
+
+
+def _select_cases(args: argparse.Namespace) -> tuple[list[Case], bool]:
+    """The cases to run and whether they are the built-in ones."""
+    endpoints = {
+        "chat": args.chat_endpoint,
+        "completions": args.completions_endpoint,
+        "embeddings": args.embeddings_endpoint,
+    }
+    try:
+        cases = (
+            load_cases(args.test_file, endpoints) if args.test_file else builtin_cases(endpoints)
+        )
+    except CaseFileError as error:
+        raise CommandError(str(error)) from None
+    if args.cases:
+        wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+        known = {case.name for case in cases}
+        if unknown := [name for name in wanted if name not in known]:
+            raise CommandError(
+                f"--cases {', '.join(unknown)} not found; available: {', '.join(sorted(known))}"
+            )
+        cases = [case for case in cases if case.name in wanted]
+    return cases, args.test_file is None
+
+
+def _drop_unserved(cases: list[Case], served: set[str] | None, builtin: bool) -> list[Case]:
+    """Skip built-in cases whose endpoint the gateway lacks; warn about user cases."""
+    if served is None:
+        return cases
+    errors = stderr_console()
+    kept = []
+    for case in cases:
+        if case.endpoint in served:
+            kept.append(case)
+        elif builtin:
+            errors.print(
+                f"Skipping built-in case {case.name!r}: the gateway has no endpoint "
+                f"{case.endpoint!r} (it has: {', '.join(sorted(served)) or 'none'}); "
+                f"map it with --{case.kind}-endpoint NAME."
+            )
+        else:
+            errors.print(
+                f"Warning: case {case.name!r} uses endpoint {case.endpoint!r}, "
+                "which the gateway does not list; it will fail."
+            )
+            kept.append(case)
+    if not kept:
+        raise CommandError(
+            f"none of the cases' endpoints exist on the gateway (it has: "
+            f"{', '.join(sorted(served)) or 'none'}); use --chat-endpoint etc. or --test-file"
+        )
+    return kept
+
+
+def _plan(cases: list[Case], args: argparse.Namespace) -> list[Case]:
+    if args.requests is not None:
+        return list(itertools.islice(itertools.cycle(cases), args.requests))
+    return cases * args.repeat
+
+
+def _execute(plan: list[Case], settings: RunSettings) -> tuple[list[RequestRecord], float]:
+    started = time.perf_counter()
+    if not sys.stdout.isatty():
+        records = asyncio.run(run_plan(plan, settings))
+        return records, time.perf_counter() - started
+    columns = (
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("requests", total=len(plan))
+        records = asyncio.run(
+            run_plan(plan, settings, on_done=lambda _record: progress.advance(task))
+        )
+    return records, time.perf_counter() - started
+
+
+def _write_results(path: Path, document: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as error:
+        raise CommandError(f"cannot write --output {path}: {error.strerror}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    _validate(args)
+    try:
+        prices = PriceTable.load(args.pricing)
+    except PricingError as error:
+        raise CommandError(str(error)) from None
+    cases, builtin = _select_cases(args)
+    check_health(args.url, args.token)
+    cases = _drop_unserved(cases, list_endpoints(args.url, args.token), builtin)
+    plan = _plan(cases, args)
+    settings = RunSettings(
+        base_url=args.url,
+        route=args.route,
+        stream=args.stream,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        token=args.token,
+    )
+    started_at = utc_now_iso()
+    records, wall_seconds = _execute(plan, settings)
+    summary = summarize_run(records, wall_seconds, prices)
+    _write_results(
+        args.output,
+        {
+            "tool": PROG,
+            "version": __version__,
+            "gateway_url": args.url,
+            "started_at": started_at,
+            "finished_at": utc_now_iso(),
+            "settings": {
+                "route": args.route,
+                "stream": args.stream,
+                "concurrency": args.concurrency,
+                "requests": len(plan),
+                "timeout_s": args.timeout,
+                "cases": [case.name for case in cases],
+            },
+            "summary": summary,
+            "requests": [record.as_dict() for record in records],
+        },
+    )
+    print_summary(stdout_console(), summary, args.url)
+    errors = stderr_console()
+    errors.print(f"Results written to {args.output}")
+    if summary["error_rate"] > args.max_error_rate:
+        errors.print(
+            f"[red]Error rate {summary['error_rate']:.1%} exceeds --max-error-rate "
+            f"{args.max_error_rate:.1%}[/red]"
+        )
+        return EXIT_THRESHOLD
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(PROG, lambda: _run(args))

@@ -1,0 +1,177 @@
+"""Send the planned requests concurrently (aiohttp) and record what each one returned."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+
+from mlflow_gateway_tools.evaluate.cases import Case
+from mlflow_gateway_tools.timeutil import utc_now_iso
+from mlflow_gateway_tools.usage import (
+    NO_USAGE,
+    StreamUsageTracker,
+    Usage,
+    error_text_from_body,
+    model_and_usage,
+)
+
+ROUTES = ("gateway", "endpoints", "openai")
+OPENAI_PATHS = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+STREAMABLE = ("chat", "completions")
+
+
+@dataclass
+class RequestRecord:
+    """One request as sent and answered; the results file lists these."""
+
+    index: int
+    case: str
+    kind: str
+    endpoint: str
+    route: str
+    path: str
+    stream: bool
+    ts: str
+    status: int | None
+    ok: bool
+    latency_ms: float
+    ttft_ms: float | None
+    model_returned: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cached_tokens: int | None
+    reasoning_tokens: int | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    base_url: str
+    route: str
+    stream: bool
+    concurrency: int
+    timeout_s: float
+    token: str | None
+
+
+def request_path(case: Case, route: str) -> str:
+    if route == "openai":
+        return OPENAI_PATHS[case.kind]
+    return f"/{route}/{case.endpoint}/invocations"
+
+
+def request_body(case: Case, route: str, stream: bool) -> dict[str, Any]:
+    body = dict(case.body)
+    if route == "openai":
+        body["model"] = case.endpoint  # MLflow's OpenAI-style routes take the endpoint name here
+    if stream and case.kind in STREAMABLE:
+        body["stream"] = True
+    return body
+
+
+@dataclass
+class _Outcome:
+    status: int | None = None
+    ttft: float | None = None
+    model: str | None = None
+    usage: Usage = NO_USAGE
+    error: str | None = None
+
+
+async def _read_stream(response: aiohttp.ClientResponse, started: float, outcome: _Outcome) -> None:
+    tracker = StreamUsageTracker()
+    async for piece in response.content.iter_any():
+        if tracker.feed(piece) and outcome.ttft is None:
+            outcome.ttft = time.perf_counter() - started
+    tracker.close()
+    outcome.model, outcome.usage, outcome.error = tracker.model, tracker.usage, tracker.error
+
+
+async def _send(
+    session: aiohttp.ClientSession, settings: RunSettings, case: Case, index: int
+) -> RequestRecord:
+    path = request_path(case, settings.route)
+    stream = settings.stream and case.kind in STREAMABLE
+    body = json.dumps(request_body(case, settings.route, settings.stream))
+    ts = utc_now_iso()
+    started = time.perf_counter()
+    outcome = _Outcome()
+    try:
+        async with session.post(settings.base_url + path, data=body) as response:
+            outcome.status = response.status
+            if response.status >= 400:
+                outcome.error = error_text_from_body(await response.read())
+            elif response.content_type == "text/event-stream":
+                await _read_stream(response, started, outcome)
+            else:
+                outcome.model, outcome.usage = model_and_usage(json.loads(await response.read()))
+    except TimeoutError:
+        outcome.error = f"timed out after {settings.timeout_s:g}s"
+    except aiohttp.ClientError as error:
+        outcome.error = f"{type(error).__name__}: {error}"
+    except ValueError as error:
+        outcome.error = f"response is not JSON: {error}"
+    latency = time.perf_counter() - started
+    usage = outcome.usage
+    return RequestRecord(
+        index=index,
+        case=case.name,
+        kind=case.kind,
+        endpoint=case.endpoint,
+        route=settings.route,
+        path=path,
+        stream=stream,
+        ts=ts,
+        status=outcome.status,
+        ok=outcome.status == 200 and outcome.error is None,
+        latency_ms=round(latency * 1000, 2),
+        ttft_ms=round(outcome.ttft * 1000, 2) if outcome.ttft is not None else None,
+        model_returned=outcome.model,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        error=outcome.error,
+    )
+
+
+async def run_plan(
+    plan: list[Case],
+    settings: RunSettings,
+    on_done: Callable[[RequestRecord], None] = lambda _record: None,
+) -> list[RequestRecord]:
+    """Send every planned request with at most `concurrency` in flight; keep plan order."""
+    headers = {"Content-Type": "application/json"}
+    if settings.token:
+        headers["Authorization"] = f"Bearer {settings.token}"
+    records: list[RequestRecord | None] = [None] * len(plan)
+    next_index = iter(range(len(plan)))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for index in next_index:  # a shared iterator: each index is taken exactly once
+            record = await _send(session, settings, plan[index], index)
+            records[index] = record
+            on_done(record)
+
+    connector = aiohttp.TCPConnector(limit=settings.concurrency)
+    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+    async with aiohttp.ClientSession(
+        headers=headers, connector=connector, timeout=timeout
+    ) as session:
+        await asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+    return [record for record in records if record is not None]
