@@ -263,7 +263,7 @@ def test_config_changes_reload_gracefully_and_bad_configs_are_refused(
     served.key_file.write_text(f"{fake.key}\n")
     write_atomically(served.config_path, config_with_chat2)
     wait_until(
-        lambda: "ends in a newline" in served.stderr() or "newline?" in served.stderr(),
+        lambda: "a key file ending in a newline?" in served.stderr(),
         "the key-file refusal",
     )
     assert requests.post(f"{served.url}/gateway/chat/invocations", json=CHAT_BODY, timeout=10).ok

@@ -24,6 +24,7 @@ EXAMPLE_CHARS = 120
 DOCKER_TIMEOUT_SECONDS = 30
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 CANONICAL_TS_LENGTH = len("2026-11-27T12:00:00.000Z")
+_decode_json = json.JSONDecoder().raw_decode  # skips json.loads' per-call encoding checks
 
 
 @dataclass
@@ -48,13 +49,30 @@ class BadRecord(ValueError):
     """A JSON object that is not a usable usage record; the message says which field."""
 
 
-def _token(entry: dict[str, Any], name: str) -> int:
-    value = entry.get(name)
-    if value is None:
-        return 0
-    if type(value) is not int or value < 0:
-        raise BadRecord(f"{name} must be a whole number >= 0, got {value!r}")
-    return value
+def _tokens(entry: dict[str, Any]) -> tuple[int, int, int, int]:
+    """The four token counts (absent or null = 0); the hot path of a million-line log."""
+    get = entry.get
+    counts = (
+        get("prompt_tokens") or 0,
+        get("completion_tokens") or 0,
+        get("cached_tokens") or 0,
+        get("reasoning_tokens") or 0,
+    )
+    prompt, completion, cached, reasoning = counts
+    if (
+        type(prompt) is not int
+        or type(completion) is not int
+        or type(cached) is not int
+        or type(reasoning) is not int
+        or min(counts) < 0
+    ):
+        bad = next(
+            (name, value)
+            for name, value in zip(TOKEN_FIELDS, counts, strict=True)
+            if type(value) is not int or value < 0
+        )
+        raise BadRecord(f"{bad[0]} must be a whole number >= 0, got {bad[1]!r}")
+    return counts
 
 
 def _canonical_ts(value: Any) -> str | None:
@@ -82,18 +100,20 @@ def record_from_log_entry(
 ) -> UsageRecord:
     """A usage-log line (the launcher's JSON) as a UsageRecord."""
     status = _status(entry)
+    get = entry.get
+    prompt, completion, cached, reasoning = _tokens(entry)
     return UsageRecord(
-        ts=_canonical_ts(entry.get("ts")),
-        model=model_override or entry.get("model_returned") or entry.get("model_configured"),
-        endpoint=entry.get("endpoint"),
-        client=entry.get("client"),
-        status=status,
-        failed=status is None or status >= 400 or entry.get("error") is not None,
-        prompt_tokens=_token(entry, "prompt_tokens"),
-        completion_tokens=_token(entry, "completion_tokens"),
-        cached_tokens=_token(entry, "cached_tokens"),
-        reasoning_tokens=_token(entry, "reasoning_tokens"),
-        origin=origin,
+        _canonical_ts(get("ts")),
+        model_override or get("model_returned") or get("model_configured"),
+        get("endpoint"),
+        get("client"),
+        status,
+        status is None or status >= 400 or get("error") is not None,
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        origin,
     )
 
 
@@ -105,6 +125,7 @@ def record_from_result(
         model, usage = model_and_usage(entry.get("response"))
         entry = {**entry, "model_returned": model, **usage.as_dict()}
     status = _status(entry)
+    prompt, completion, cached, reasoning = _tokens(entry)
     return UsageRecord(
         ts=_canonical_ts(entry.get("ts")),
         model=model_override or entry.get("model_returned") or entry.get("model"),
@@ -115,10 +136,10 @@ def record_from_result(
         or entry.get("success") is False
         or (status is not None and status >= 400)
         or bool(entry.get("error")),
-        prompt_tokens=_token(entry, "prompt_tokens"),
-        completion_tokens=_token(entry, "completion_tokens"),
-        cached_tokens=_token(entry, "cached_tokens"),
-        reasoning_tokens=_token(entry, "reasoning_tokens"),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
         origin=origin,
     )
 
@@ -127,23 +148,24 @@ def iter_log_lines(
     origin: str, lines: Iterable[bytes], issues: ParseIssues, model_override: str | None
 ) -> Iterator[UsageRecord]:
     """Usage records from JSON lines; other JSON events are skipped, junk is counted."""
-    for number, line in enumerate(lines, start=1):
-        start = line.find(b"{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
+    for number, raw in enumerate(lines, start=1):
+        line = raw.decode("utf-8", "replace")
+        start = line.find("{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
         if start < 0:
             if line.strip():
-                issues.add(origin, number, "not JSON", line.decode("utf-8", "replace"))
+                issues.add(origin, number, "not JSON", line)
             continue
         try:
-            entry = json.loads(line[start:])
+            entry = _decode_json(line, start)[0]
         except ValueError:
-            issues.add(origin, number, "not JSON", line.decode("utf-8", "replace"))
+            issues.add(origin, number, "not JSON", line)
             continue
-        if not isinstance(entry, dict) or entry.get("event") != USAGE_EVENT:
+        if type(entry) is not dict or entry.get("event") != USAGE_EVENT:
             continue
         try:
             yield record_from_log_entry(entry, f"{origin}:{number}", model_override)
         except BadRecord as error:
-            issues.add(origin, number, str(error), line.decode("utf-8", "replace"))
+            issues.add(origin, number, str(error), line)
 
 
 def _open_log(path: Path) -> IO[bytes]:

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stream",
         action="store_true",
-        help="stream chat/completions and measure time to first token",
+        help="stream the chat cases and measure time to first token",
     )
     parser.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="per-request timeout"

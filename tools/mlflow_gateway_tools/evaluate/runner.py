@@ -27,7 +27,9 @@ OPENAI_PATHS = {
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
 }
-STREAMABLE = ("chat", "completions")
+# Only chat is streamed: MLflow 3.17.2's OpenAI provider parses streamed /v1/completions
+# chunks as chat deltas (KeyError 'delta'), so every streamed completion fails there.
+STREAMABLE = ("chat",)
 
 
 @dataclass
