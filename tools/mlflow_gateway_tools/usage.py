@@ -100,6 +100,7 @@ class StreamUsageTracker:
         self.model: str | None = None
         self.usage: Usage = NO_USAGE
         self.error: str | None = None
+        self.content_seen = False
 
     def feed(self, data: bytes) -> bool:
         self._pending += data
@@ -123,6 +124,13 @@ class StreamUsageTracker:
         payload = line[5:].strip()
         if not payload or payload == b"[DONE]":
             return False
+        if (
+            self.content_seen
+            and self.model is not None
+            and b'"prompt_tokens"' not in payload
+            and b'"error"' not in payload
+        ):
+            return False  # a plain content chunk after the first one: nothing left to learn
         try:
             chunk = json.loads(payload)
         except ValueError:
@@ -135,7 +143,9 @@ class StreamUsageTracker:
             self.usage = usage_from_dict(chunk["usage"])
         if "error" in chunk:
             self.error = short_error_text(chunk["error"])
-        return _chunk_has_content(chunk)
+        has_content = _chunk_has_content(chunk)
+        self.content_seen |= has_content
+        return has_content
 
 
 def short_error_text(detail: Any, limit: int = 300) -> str:

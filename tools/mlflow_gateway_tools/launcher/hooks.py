@@ -46,6 +46,9 @@ def on_starting(_server: Any) -> None:
     except ConfigRejected as error:
         log(f"error: cannot start: config {_keeper.source} is invalid: {error}")
         sys.exit(EXIT_USAGE)
+    interval = float(os.environ.get(RELOAD_CHECK_ENV, "2"))
+    watching = f"checked every {interval:g}s" if interval > 0 else "not watched (SIGHUP reloads)"
+    log(f"serving config {_keeper.source} ({watching}); usage log: JSON lines on stdout")
 
 
 def when_ready(_server: Any) -> None:

@@ -68,7 +68,7 @@ class _Exchange:
 
     def __init__(self, scope: Scope) -> None:
         self.started = time.perf_counter()
-        self.ts = utc_now_iso()
+        self.ts = utc_now_iso()  # when the request arrived, like the start of a trace span
         self.scope = scope
         self.request_chunks: list[bytes] = []
         self.status: int | None = None
