@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from html import escape
 from importlib import resources
@@ -13,6 +15,7 @@ from mlflow_gateway_tools.costs.report import GROUPINGS, money
 from mlflow_gateway_tools.timeutil import utc_now_iso
 
 HOURLY_SPAN_LIMIT = 72  # more hourly buckets than this are drawn per day
+MAX_TIME_LABELS = 12
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1")
 CHART_WIDTH = 760
 LABEL_WIDTH = 220
@@ -32,25 +35,30 @@ def _timeline(report: CostReport) -> list[tuple[str, Decimal]]:
 
 
 def column_chart(points: list[tuple[str, Decimal]], caption: str) -> str:
-    """Vertical bars, one per time bucket, labelled with the bucket and its cost."""
-    height, top, bottom = 260, 20, 70
+    """Vertical bars, one per time bucket; every bar has a tooltip, some have a label."""
+    height, top, bottom = 280, 24, 90
     if not points:
         return f"<p>No timed requests for {escape(caption)}.</p>"
     peak = max(cost for _, cost in points) or Decimal(1)
-    slot = (CHART_WIDTH - 40) / len(points)
+    left = 90  # room for the first rotated label
+    slot = (CHART_WIDTH - left - 20) / len(points)
+    label_every = math.ceil(len(points) / MAX_TIME_LABELS)
     bars = []
     for index, (label, cost) in enumerate(points):
         bar_height = float(cost / peak) * (height - top - bottom)
-        x = 20 + index * slot
+        x = left + index * slot
         y = height - bottom - bar_height
         bars.append(
             f'<rect x="{x + slot * 0.1:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" '
             f'height="{bar_height:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: '
             f"{money(cost)}</title></rect>"
-            f'<text x="{x + slot / 2:.1f}" y="{height - bottom + 14}" font-size="10" '
-            f'text-anchor="end" transform="rotate(-45 {x + slot / 2:.1f} '
-            f'{height - bottom + 14})">{escape(label)}</text>'
         )
+        if index % label_every == 0:
+            anchor_x, anchor_y = x + slot / 2, height - bottom + 12
+            bars.append(
+                f'<text x="{anchor_x:.1f}" y="{anchor_y}" font-size="11" text-anchor="end" '
+                f'transform="rotate(-40 {anchor_x:.1f} {anchor_y})">{escape(label)}</text>'
+            )
     return (
         f'<svg role="img" aria-label="{escape(caption)}" width="{CHART_WIDTH}" '
         f'height="{height}" viewBox="0 0 {CHART_WIDTH} {height}">'
@@ -60,13 +68,18 @@ def column_chart(points: list[tuple[str, Decimal]], caption: str) -> str:
     )
 
 
-def bar_chart(rows: list[tuple[str, list[tuple[str, float]]]], caption: str, unit: str) -> str:
+def bar_chart(
+    rows: list[tuple[str, list[tuple[str, float]]]],
+    caption: str,
+    show: Callable[[float], str],
+) -> str:
     """Horizontal bars; each row may stack several named parts (e.g. token kinds)."""
+    rows = [(label, parts) for label, parts in rows if sum(value for _, value in parts) > 0]
     if not rows:
         return f"<p>No data for {escape(caption)}.</p>"
-    peak = max(sum(value for _, value in parts) for _, parts in rows) or 1.0
+    peak = max(sum(value for _, value in parts) for _, parts in rows)
     height = len(rows) * (BAR_HEIGHT + 8) + 10
-    scale = (CHART_WIDTH - LABEL_WIDTH - 120) / peak
+    scale = (CHART_WIDTH - LABEL_WIDTH - 170) / peak
     shapes = []
     for index, (label, parts) in enumerate(rows):
         y = 5 + index * (BAR_HEIGHT + 8)
@@ -80,12 +93,12 @@ def bar_chart(rows: list[tuple[str, list[tuple[str, float]]]], caption: str, uni
             shapes.append(
                 f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{BAR_HEIGHT}" '
                 f'fill="{PALETTE[part_index % len(PALETTE)]}"><title>{escape(part_name)}: '
-                f"{value:,.6g} {escape(unit)}</title></rect>"
+                f"{escape(show(value))}</title></rect>"
             )
             x += width
         total = sum(value for _, value in parts)
         shapes.append(
-            f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">{total:,.6g} {escape(unit)}</text>'
+            f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">{escape(show(total))}</text>'
         )
     return (
         f'<svg role="img" aria-label="{escape(caption)}" width="{CHART_WIDTH}" '
@@ -166,9 +179,13 @@ def render_html(report: CostReport, sources: list[str]) -> str:
         unpriced=unpriced,
         cost_over_time=column_chart(_timeline(report), "cost over time"),
         cost_by_model=bar_chart(
-            [(row.key, [("cost", float(row.cost))]) for row in models], "cost by model", "USD"
+            [(row.key, [("cost", float(row.cost))]) for row in models],
+            "cost by model",
+            lambda usd: f"${usd:,.6f}",
         ),
         token_legend=_legend(["uncached prompt", "cached prompt", "completion"]),
-        tokens_by_model=bar_chart(_token_rows(models), "tokens by model", "tokens"),
+        tokens_by_model=bar_chart(
+            _token_rows(models), "tokens by model", lambda tokens: f"{tokens:,.0f} tokens"
+        ),
         tables="".join(_group_table(report, grouping) for grouping in GROUPINGS),
     )
