@@ -326,3 +326,4 @@ def test_refuses_to_start_on_an_invalid_config(
     assert f"cannot start: config {served.config_path} is invalid" in served.stderr()
     assert expected in served.stderr()
     assert served.stdout_path.read_text() == "", "nothing but usage lines on stdout"
+    assert not list(tmp_path.glob("gateway-launcher-*")), "no state left behind"

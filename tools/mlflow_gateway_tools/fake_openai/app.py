@@ -71,6 +71,13 @@ def _fault_response(fault: Fault) -> web.Response:
             text=HTML_ERROR.format(status=status, reason=reason),
             content_type="text/html",
         )
+    if status == 401:
+        return openai_error(
+            401,
+            "Incorrect API key provided (injected by fake-openai).",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
     if status == 429:
         return openai_error(
             429,

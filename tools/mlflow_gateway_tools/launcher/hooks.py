@@ -45,6 +45,7 @@ def on_starting(_server: Any) -> None:
         _keeper.install_initial()
     except ConfigRejected as error:
         log(f"error: cannot start: config {_keeper.source} is invalid: {error}")
+        on_exit(_server)  # gunicorn will not call it when startup is refused
         sys.exit(EXIT_USAGE)
     interval = float(os.environ.get(RELOAD_CHECK_ENV, "2"))
     watching = f"checked every {interval:g}s" if interval > 0 else "not watched (SIGHUP reloads)"
