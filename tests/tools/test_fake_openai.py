@@ -242,9 +242,13 @@ def test_serves_https_with_the_given_certificate(tmp_path: Path) -> None:
         stop_process(secure.process)
 
 
-def test_stops_cleanly_on_sigterm() -> None:
-    fake = start_fake_openai()
-    assert stop_process(fake.process) == 0
+def test_several_keys_and_a_clean_stop_on_sigterm() -> None:
+    fake = start_fake_openai("--api-key", LAB_KEY, ROTATED_KEY)
+    try:
+        assert post(fake, "/chat/completions", CHAT, key=ROTATED_KEY).status_code == 200
+        assert post(fake, "/chat/completions", CHAT, key=LAB_KEY).status_code == 200
+    finally:
+        assert stop_process(fake.process) == 0
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8089, help="port (0 picks a free one)")
     parser.add_argument(
         "--api-key",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY",
-        help="a bearer key to accept (repeatable); with no key and no key file, any key is ok",
+        help="bearer key(s) to accept (repeatable); with no key and no key file, any key is ok",
     )
     parser.add_argument(
         "--api-key-file",
