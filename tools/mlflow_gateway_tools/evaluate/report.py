@@ -124,4 +124,5 @@ def print_summary(console: Console, summary: dict[str, Any], url: str) -> None:
         console.print(
             f"  failed {problem['case']}: {problem['status'] or 'no response'}: {problem['error']}",
             markup=False,
+            highlight=False,
         )
