@@ -49,3 +49,6 @@ require_compose_v2() {
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# Print the comment block at the top of a script (after the shebang) as its usage text.
+usage_from_header() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"; }
