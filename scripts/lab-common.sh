@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Shared helpers for scripts/lab and scripts/build-base-image (sourced, not run).
+# shellcheck disable=SC2034  # the variables below are used by the scripts that source this
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_STATE="$LAB_ROOT/.lab"
