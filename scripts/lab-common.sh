@@ -6,7 +6,8 @@ LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_STATE="$LAB_ROOT/.lab"
 LAB_CACHE="$LAB_ROOT/.cache/lab"
 LAB_BASE_IMAGE=mgw-lab/debian:bookworm
-# Label on every image the lab builds: lets `down --images` and pruning touch only ours.
+# Label on every lab image (not the base: images others build FROM it would inherit it),
+# with the hash of its build inputs next to it (<label>.hash).
 LAB_IMAGE_LABEL=org.mgw-lab.image
 LAB_MIN_COMPOSE=2.18.0
 
