@@ -1,0 +1,241 @@
+"""What every fault drill needs: a steady request loop, the lab's gateway reached through the
+bastion, the deployment on a host, and a report of failed requests and recovery time.
+
+A helper module rather than a conftest.py (tests import the top-level tests/conftest.py as
+`conftest`; a second one would shadow it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+from mlflow_gateway_tools.evaluate.cases import builtin_cases
+from mlflow_gateway_tools.evaluate.runner import RequestRecord, RunSettings, run_plan
+from mlflow_gateway_tools.timeutil import parse_iso
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))  # the lab helper's module
+from lab_access import REPO, Lab, run
+
+VENV_BIN = Path(sys.executable).parent
+REPORT_DIR = REPO / "results" / "drills"
+HOST = "gw-host-1"
+PROJECT = "mlflow-gateway"
+GATEWAY_PORT = 5000
+LOOP_CASES = ("simple_chat", "multi_turn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float, every: float = 0.2) -> float:
+    """Poll `check` until it returns something truthy; the seconds it took. Fails at the
+    deadline naming `what`."""
+    started = time.monotonic()
+    last_error: Exception | None = None
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except (requests.RequestException, OSError, ValueError) as error:
+            last_error = error
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last_error})")
+
+
+# --- the request loop ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimedRecord:
+    """One request of the loop with its wall-clock interval (controller clock, epoch seconds)."""
+
+    started: float
+    ended: float
+    ok: bool
+    status: int | None
+    error: str | None
+
+    @classmethod
+    def of(cls, record: RequestRecord) -> TimedRecord:
+        started = parse_iso(record.ts).timestamp()
+        return cls(
+            started, started + record.latency_ms / 1000, record.ok, record.status, record.error
+        )
+
+
+class RequestLoop:
+    """evaluate-gateway's own runner (same requests, same error accounting) sending small
+    batches back to back until stopped: evaluate-gateway itself only sends a fixed count."""
+
+    def __init__(self, url: str, token: str | None, concurrency: int = 4, batch: int = 8) -> None:
+        cases = [case for case in builtin_cases(_ENDPOINTS) if case.name in LOOP_CASES]
+        self.plan = [cases[index % len(cases)] for index in range(batch)]
+        self.settings = RunSettings(
+            base_url=url,
+            route="gateway",
+            stream=False,
+            concurrency=concurrency,
+            timeout_s=30.0,
+            token=token,
+        )
+        self.records: list[TimedRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = asyncio.run(run_plan(self.plan, self.settings))
+            self.records += [TimedRecord.of(record) for record in batch]
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        wait_for(lambda: sum(r.ok for r in self.records) >= 20, "the loop's first 20 answers", 60)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(120)
+
+    def ok_after(self, moment: float, count: int = 5) -> bool:
+        """Whether `count` requests that started after `moment` succeeded."""
+        return sum(r.ok and r.started > moment for r in self.records) >= count
+
+    def failures(self) -> list[TimedRecord]:
+        return [record for record in self.records if not record.ok]
+
+
+_ENDPOINTS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
+
+
+# --- the lab deployment ---------------------------------------------------------------------
+
+
+@contextmanager
+def tunnel(lab: Lab, host: str = HOST, port: int = GATEWAY_PORT) -> Iterator[str]:
+    """A local port forwarded through the bastion to `host`:`port` (as `tsh ssh -L` would);
+    it does not depend on the host's own sshd, so it survives a restart of the host."""
+    local = free_port()
+    process = subprocess.Popen(
+        [
+            "ssh",
+            "-F",
+            str(lab.ssh_config),
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-L",
+            f"127.0.0.1:{local}:{host}:{port}",
+            "bastion",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{local}"
+    try:
+        wait_for(
+            lambda: requests.get(f"{url}/health", timeout=5).status_code == 200,
+            f"{host}:{port}/health through the bastion",
+            30,
+        )
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def tool(name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """One of the package's console scripts from the project venv."""
+    result = run([str(VENV_BIN / name), *args], timeout=300)
+    if check:
+        assert result.returncode == 0, f"{name} failed: {result.stderr[-800:]}"
+    return result
+
+
+def deploy(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`ansible-playbook deploy.yml ARGS` from the repository root (the lab inventory)."""
+    return run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            str(REPO / "deploy.yml"),
+            "-e",
+            "gateway_evaluate_smoke=false",
+            *args,
+        ],
+        timeout=timeout,
+    )
+
+
+def host_docker(lab: Lab, *args: str, host: str = HOST) -> subprocess.CompletedProcess:
+    return lab.ssh(host, " ".join(["docker", *args]))
+
+
+def running_replicas(lab: Lab, host: str = HOST) -> list[str]:
+    result = host_docker(
+        lab,
+        "ps",
+        "--filter",
+        f"label=com.docker.compose.project={PROJECT}",
+        "--filter",
+        "label=com.docker.compose.service=gateway",
+        "--filter",
+        "health=healthy",
+        "--format",
+        "'{{.Names}}'",
+        host=host,
+    )
+    assert result.returncode == 0, result.stderr
+    return sorted(result.stdout.split())
+
+
+def client_token() -> str | None:
+    """The first client token of the lab inventory, when nginx asks for one."""
+    result = run([str(VENV_BIN / "ansible-inventory"), "--host", HOST], timeout=60)
+    tokens = json.loads(result.stdout or "{}").get("vault_gateway_proxy_client_tokens") or {}
+    return next(iter(tokens.values()), None)
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+@dataclass
+class DrillReport:
+    drill: str
+    requests: int
+    failed: int
+    recovery_seconds: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        recovery = "-" if self.recovery_seconds is None else f"{self.recovery_seconds:.1f} s"
+        notes = "; ".join(self.notes)
+        return f"| {self.drill} | {self.requests} | {self.failed} | {recovery} | {notes} |"
+
+
+def report(drill: str, loop: RequestLoop | None, recovery: float | None, *notes: str) -> None:
+    """Print one drill's figures (even when the test passes) and add them to
+    results/drills/<day>.md."""
+    records = loop.records if loop else []
+    entry = DrillReport(drill, len(records), sum(not r.ok for r in records), recovery, list(notes))
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    path = REPORT_DIR / f"{datetime.now(UTC):%Y-%m-%d}.md"
+    if not path.exists():
+        path.write_text("| drill | requests | failed | recovery | notes |\n|---|---|---|---|---|\n")
+    with path.open("a") as handle:
+        handle.write(entry.line() + "\n")
+    sys.__stdout__.write(f"\nDRILL {entry.line()}\n")
