@@ -1,0 +1,295 @@
+"""Fault drills against the deployed lab (make drills: lab up, deploy prod mode, then these).
+
+Each runs under a steady request loop sent from the controller through the bastion to
+gw-host-1's nginx, and reports failed requests and recovery time (results/drills/<day>.md).
+They change the lab's deployment and put it back as it was: run them when nobody else is
+deploying to the lab.
+
+    .venv/bin/pytest -m drill tests/drills
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from drill_support import (
+    HOST,
+    PROJECT,
+    RequestLoop,
+    client_token,
+    deploy,
+    host_docker,
+    report,
+    running_replicas,
+    tool,
+    tunnel,
+    wait_for,
+)
+from lab_access import STATE, Lab, lab_or_skip
+
+pytestmark = [pytest.mark.drill, pytest.mark.lab]
+
+HOSTS = ("gw-host-1", "gw-host-2")
+NGINX = f"{PROJECT}-nginx-1"
+NGINX_CONF = f"/opt/{PROJECT}/nginx/nginx.conf"
+KEY_FILE = f"/opt/{PROJECT}/secrets/openai_api_key"
+LAB_KEY, NEXT_KEY, REJECTED_KEY = "sk-lab-fake-key-1", "sk-lab-fake-key-2", "sk-lab-fake-key-9"
+UPSTREAM_KEYS = STATE / "upstream" / "keys" / "api_keys"
+ENGINE_RESTART_LIMIT_S = 60
+BURST = 5
+
+
+@pytest.fixture(scope="module")
+def lab() -> Lab:
+    lab = lab_or_skip()
+    if not running_replicas(lab):
+        pytest.skip(
+            f"nothing deployed on {HOST}: run ansible-playbook deploy.yml (make drills does)"
+        )
+    return lab
+
+
+@pytest.fixture(scope="module")
+def gateway_url(lab: Lab) -> Iterator[str]:
+    with tunnel(lab) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def token(lab: Lab) -> str | None:
+    return client_token()
+
+
+def key_fingerprint(lab: Lab) -> str:
+    """The key file's checksum on the host (the key itself is never read here)."""
+    result = lab.ssh(HOST, f"sudo sha256sum {KEY_FILE}")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[0]
+
+
+def assert_deployed(result: object, what: str) -> None:
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}"  # type: ignore[attr-defined]
+
+
+def test_rolling_restart_fails_no_request(lab: Lab, gateway_url: str, token: str | None) -> None:
+    with RequestLoop(gateway_url, token) as loop:
+        started = time.monotonic()
+        result = deploy("--tags", "restart")
+        seconds = time.monotonic() - started
+    report("rolling restart (deploy.yml --tags restart)", loop, None, f"took {seconds:.0f} s")
+    assert_deployed(result, "the rolling restart")
+    assert loop.failures() == []
+
+
+@pytest.fixture
+def next_key_accepted() -> Iterator[None]:
+    """The lab upstream accepts the next key too (rewritten by rename, as it re-reads it)."""
+    original = UPSTREAM_KEYS.read_text()
+    staged = UPSTREAM_KEYS.with_name("api_keys.drill")
+    staged.write_text(f"{LAB_KEY}\n{NEXT_KEY}\n")
+    staged.replace(UPSTREAM_KEYS)
+    yield
+    staged.write_text(original)
+    staged.replace(UPSTREAM_KEYS)
+
+
+def test_key_rotation_fails_no_request(
+    lab: Lab, gateway_url: str, token: str | None, next_key_accepted: None
+) -> None:
+    before = key_fingerprint(lab)
+    with RequestLoop(gateway_url, token) as loop:
+        to_next = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={NEXT_KEY}")
+        rotated = key_fingerprint(lab)
+        back = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={LAB_KEY}")
+    report("rotate the key to an accepted one and back", loop, None)
+    assert_deployed(to_next, "rotating to the next key")
+    assert_deployed(back, "rotating back to the lab key")
+    assert rotated != before
+    assert key_fingerprint(lab) == before
+    assert loop.failures() == []
+
+
+@pytest.mark.parametrize("checked_first", [True, False], ids=["key-checked", "key-unchecked"])
+def test_a_key_the_upstream_rejects_is_refused_and_the_old_key_serves(
+    lab: Lab, gateway_url: str, token: str | None, checked_first: bool
+) -> None:
+    """Checked first: refused before anything changes. Unchecked: refused by the first
+    restarted replica's proof; the previous key goes back."""
+    before = key_fingerprint(lab)
+    extra = ("-e", "gateway_openai_api_key_check=false") if not checked_first else ()
+    with RequestLoop(gateway_url, token) as loop:
+        result = deploy(
+            "--tags", "rotate-key", "-e", f"gateway_openai_api_key={REJECTED_KEY}", *extra
+        )
+    where = "by the key check" if checked_first else "by the first replica's proof, rolled back"
+    report(f"rotate to a key the upstream rejects ({where})", loop, None)
+    assert result.returncode != 0, "a rejected key must stop the rotation"
+    assert "refused" in result.stdout or "FAILED" in result.stdout
+    assert REJECTED_KEY not in result.stdout, "the key must never be printed"
+    assert key_fingerprint(lab) == before, "the previous key must stay in place"
+    assert loop.failures() == []
+
+
+def test_killing_a_replica_fails_only_requests_in_flight(
+    lab: Lab, gateway_url: str, token: str | None
+) -> None:
+    replicas = running_replicas(lab)
+    victim = replicas[-1]
+    with RequestLoop(gateway_url, token, concurrency=8) as loop:
+        killed_from = time.time()
+        assert host_docker(lab, "kill", victim).returncode == 0
+        killed = time.time()
+        wait_for(lambda: loop.ok_after(killed, count=50), "50 answers after the kill", 60)
+        started = time.monotonic()
+        restored = deploy()
+        redeploy_seconds = time.monotonic() - started
+    assert_deployed(restored, "the deploy that brings the replica back")
+    late = [r for r in loop.failures() if r.started > killed]
+    in_flight = [r for r in loop.failures() if r.started <= killed and r.ended >= killed_from]
+    report(
+        f"docker kill one replica ({victim})",
+        loop,
+        redeploy_seconds,
+        f"{len(in_flight)} failed in flight ({Counter(r.status for r in in_flight)}), "
+        f"{len(late)} after the kill; recovery = deploy.yml bringing it back (Docker does not "
+        "restart a container killed by hand)",
+    )
+    assert late == [], "no request may fail once the replica is dead"
+    assert len(loop.failures()) == len(in_flight), "only requests in flight may fail"
+    assert running_replicas(lab) == replicas
+
+
+def test_docker_engine_restart_service_back_within_60s(
+    lab: Lab, gateway_url: str, token: str | None
+) -> None:
+    """The lab's hosts run dockerd under their start script, which stops the host when dockerd
+    exits; restarting the host container restarts its engine (and sshd) - the lab's nearest
+    thing to `systemctl restart docker`. The loop's tunnel ends at the bastion, so it lives on."""
+    with RequestLoop(gateway_url, token) as loop:
+        restarted = time.time()
+        assert lab.docker("restart", "--time", "20", f"mgw-lab-{HOST}").returncode == 0
+        wait_for(lambda: loop.ok_after(restarted, count=20), "answers after the restart", 180)
+    failures = loop.failures()
+    last_failure = max((r.ended for r in failures), default=restarted)
+    back = min(r.started for r in loop.records if r.ok and r.started > last_failure) - restarted
+    report("restart the Docker engine on the host", loop, back, f"{len(failures)} failed meanwhile")
+    assert back <= ENGINE_RESTART_LIMIT_S
+    wait_for(lambda: len(running_replicas(lab)) >= 1, "healthy replicas after the restart", 120)
+
+
+def upstream_control(lab: Lab, method: str, path: str, body: object = None) -> dict:
+    """The lab upstream's /_fake/ control API, called inside its container (its certificate
+    is for the names upstream and localhost, under the lab CA)."""
+    script = (
+        "import json, ssl, sys, urllib.request\n"
+        "context = ssl.create_default_context(cafile='/etc/fake-openai/tls/ca.crt')\n"
+        "data = sys.argv[3].encode() if sys.argv[3] != 'null' else None\n"
+        "request = urllib.request.Request('https://localhost:8443/_fake/' + sys.argv[2], "
+        "data=data, method=sys.argv[1], headers={'Content-Type': 'application/json'})\n"
+        "print(urllib.request.urlopen(request, context=context, timeout=10).read().decode())\n"
+    )
+    result = lab.docker(
+        "exec", "mgw-lab-upstream", "python3", "-c", script, method, path, json.dumps(body)
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout or "{}")
+
+
+def usage_lines_since(lab: Lab, since: str) -> list[dict]:
+    """Every replica's usage-log lines since `since`, on every host (nginx spreads requests
+    over all of them)."""
+    lines = []
+    for host in HOSTS:
+        for replica in running_replicas(lab, host):
+            result = lab.ssh(host, f"docker logs --since {since} {replica} 2>/dev/null")
+            lines += [
+                json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")
+            ]
+    return lines
+
+
+def test_upstream_429_and_500_bursts_reach_clients_and_cost_nothing(
+    lab: Lab, gateway_url: str, token: str | None, tmp_path: Path
+) -> None:
+    with RequestLoop(gateway_url, token) as loop:
+        since = lab.ssh(HOST, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").stdout.strip()
+        queued = time.time()
+        upstream_control(lab, "POST", "faults", {"status": 429, "count": BURST})
+        upstream_control(lab, "POST", "faults", {"status": 500, "count": BURST})
+        wait_for(lambda: len(loop.failures()) >= 2 * BURST, "both bursts to reach clients", 60)
+        last_failure = max(r.ended for r in loop.failures())
+        wait_for(lambda: loop.ok_after(last_failure), "answers after the bursts", 60)
+    seen = Counter(r.status for r in loop.failures())
+    back = min(r.started for r in loop.records if r.ok and r.started > last_failure) - queued
+    report(
+        "upstream 429 x5 then 500 x5 (lab, TLS upstream behind egress)", loop, back, f"{dict(seen)}"
+    )
+    assert seen == {429: BURST, 500: BURST}
+
+    errors = [line for line in usage_lines_since(lab, since) if line["status"] >= 400]
+    assert Counter(line["status"] for line in errors) == {429: BURST, 500: BURST}
+    error_log = tmp_path / "errors.log"
+    error_log.write_text("".join(json.dumps(line) + "\n" for line in errors))
+    totals = json.loads(
+        tool("analyze-costs", "--log-file", str(error_log), "--json", check=True).stdout
+    )["totals"]
+    assert totals["failed"] == 2 * BURST
+    assert totals["cost_usd"] == 0
+
+
+def nginx_conf_sum(lab: Lab) -> str:
+    return lab.ssh(HOST, f"sha256sum {NGINX_CONF}").stdout.split()[0]
+
+
+def test_an_invalid_nginx_config_on_the_host_is_not_loaded_and_deploy_restores_it(
+    lab: Lab, gateway_url: str, token: str | None
+) -> None:
+    good = nginx_conf_sum(lab)
+    with RequestLoop(gateway_url, token) as loop:
+        broken = lab.ssh(HOST, f"echo 'this is not nginx;' | sudo tee -a {NGINX_CONF} >/dev/null")
+        assert broken.returncode == 0, broken.stderr
+        # What an admin's reload would do: nginx refuses the file and keeps its workers.
+        assert host_docker(lab, "kill", "--signal", "HUP", NGINX).returncode == 0
+        hupped = time.time()
+        wait_for(lambda: loop.ok_after(hupped, count=20), "answers after the refused reload", 60)
+        started = time.monotonic()
+        restored = deploy()
+        seconds = time.monotonic() - started
+    report(
+        "nginx config made invalid on the host, reload attempted, then deploy.yml",
+        loop,
+        seconds,
+        "recovery = the deploy that restores it",
+    )
+    assert_deployed(restored, "the deploy that restores the nginx config")
+    assert nginx_conf_sum(lab) == good
+    assert (
+        host_docker(
+            lab, "exec", NGINX, "nginx", "-t", "-q", "-c", "/etc/nginx/mlflow-gateway/nginx.conf"
+        ).returncode
+        == 0
+    )
+    assert loop.failures() == []
+
+
+def test_a_deploy_that_would_write_an_invalid_nginx_config_is_refused(
+    lab: Lab, gateway_url: str, token: str | None
+) -> None:
+    good = nginx_conf_sum(lab)
+    with RequestLoop(gateway_url, token) as loop:
+        result = deploy("-e", "gateway_proxy_client_max_body_size=32 megabytes")
+    report(
+        "deploy with a value nginx -t refuses",
+        loop,
+        None,
+        "previous files kept, nginx not reloaded",
+    )
+    assert result.returncode != 0
+    assert "nginx refused the new configuration" in result.stdout
+    assert nginx_conf_sum(lab) == good
+    assert loop.failures() == []

@@ -1,0 +1,30 @@
+"""The example files in templates/ are what the tools accept: copying one is a working start."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from mlflow_gateway_tools.evaluate.cases import KINDS, load_cases
+from mlflow_gateway_tools.pricing import PriceTable
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+ENDPOINTS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
+
+
+def test_the_example_test_cases_load_and_cover_every_kind() -> None:
+    cases = load_cases(TEMPLATES / "test_cases.example.yaml", ENDPOINTS)
+    assert {case.kind for case in cases} == set(KINDS)
+    assert len({case.name for case in cases}) == len(cases)
+
+
+def test_the_example_pricing_overrides_extends_and_aliases() -> None:
+    packaged = PriceTable.load()
+    example = PriceTable.load(TEMPLATES / "pricing.example.yaml")
+    override = example.lookup("gpt-4o-mini-2024-07-18")
+    assert override is not None
+    assert override.input != packaged.lookup("gpt-4o-mini").input  # type: ignore[union-attr]
+    added = example.lookup("gpt-3.5-turbo-instruct")
+    assert added is not None
+    assert added.cost(1_000_000, 0, 1_000_000) == Decimal("3.5")
+    assert example.lookup("my-chat-deployment") == override
