@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import requests
 
 from mlflow_gateway_tools.evaluate.cases import builtin_cases
@@ -35,6 +36,14 @@ HOST = "gw-host-1"
 PROJECT = "mlflow-gateway"
 GATEWAY_PORT = 5000
 LOOP_CASES = ("simple_chat", "multi_turn")
+
+
+@pytest.fixture(autouse=True)
+def only_when_asked_for(request: pytest.FixtureRequest) -> None:
+    """Drills break things on purpose (kill replicas, restart a host's engine): they run only
+    when selected with -m drill (make drills), never as part of a plain pytest run."""
+    if "drill" not in (request.config.option.markexpr or ""):
+        pytest.skip("a fault drill: run it with -m drill (make drills)")
 
 
 def free_port() -> int:

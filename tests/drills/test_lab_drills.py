@@ -24,6 +24,7 @@ from drill_support import (
     client_token,
     deploy,
     host_docker,
+    only_when_asked_for,
     report,
     running_replicas,
     tool,
@@ -33,6 +34,7 @@ from drill_support import (
 from lab_access import STATE, Lab, lab_or_skip
 
 pytestmark = [pytest.mark.drill, pytest.mark.lab]
+__all__ = ["only_when_asked_for"]  # an autouse fixture, imported to apply here
 
 HOSTS = ("gw-host-1", "gw-host-2")
 NGINX = f"{PROJECT}-nginx-1"

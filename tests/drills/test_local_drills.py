@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drill_support import RequestLoop, report, tool, wait_for
+from drill_support import RequestLoop, only_when_asked_for, report, tool, wait_for
 
 from conftest import FakeOpenAI, LauncherGateway
 
 pytestmark = pytest.mark.drill
+__all__ = ["only_when_asked_for"]  # an autouse fixture, imported to apply here
 
 BURST = 5
 
