@@ -65,8 +65,9 @@ evaluate: ## Evaluate the lab deployment and fetch results to results/
 	$(BIN)/ansible-playbook playbooks/evaluate.yml
 
 demo: lab-up ## From a fresh clone: lab, deploy, evaluate, print the cost summary
-	$(BIN)/ansible-playbook deploy.yml
+	$(BIN)/ansible-playbook deploy.yml -e gateway_mode=prod -e gateway_replicas=3
 	$(BIN)/ansible-playbook playbooks/evaluate.yml
+	@echo; for summary in results/*/latest/summary.txt; do cat "$$summary"; echo; done
 
 ## --- quality ---------------------------------------------------------------
 .PHONY: lint unit molecule test bench drills
@@ -85,7 +86,9 @@ molecule: lab-images ## Molecule scenarios against Docker-in-Docker hosts
 test: lint unit molecule ## Everything CI runs: lint + pytest + molecule
 
 bench: bootstrap ## Benchmarks; prints a table and writes benchmarks/results.md
+	$(MAKE) --no-print-directory lab-up
 	$(BIN)/python benchmarks/run.py
 
 drills: lab-up ## Fault drills against the lab
+	$(BIN)/ansible-playbook deploy.yml -e gateway_mode=prod -e gateway_replicas=3
 	$(BIN)/pytest -q -m drill tests/drills
