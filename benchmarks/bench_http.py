@@ -142,9 +142,10 @@ def run_evaluate(target: Target, concurrency: int, count: int, output: Path) -> 
 
 def nginx_image() -> str:
     """The project's nginx image as the deploy built it, else the same Dockerfile built here."""
-    found = docker("images", NGINX_REPOSITORY, "--format", "{{.Repository}}:{{.Tag}}").split()
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()  # newest first
+    found = [image for image in images if image.rsplit(":", 1)[0].endswith(NGINX_REPOSITORY)]
     if found:
-        return found[0]  # newest first
+        return found[0]
     with tempfile.TemporaryDirectory(prefix="mgw-bench-nginx-") as context:
         (Path(context) / "ca").mkdir()
         docker(
