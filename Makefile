@@ -21,7 +21,7 @@ help: ## Show this list
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 ## --- setup ---------------------------------------------------------------
-.PHONY: bootstrap system venv collections constraints wheel
+.PHONY: bootstrap system venv collections constraints
 bootstrap: ## Install everything missing: Docker + Compose v2, venv, collections
 	scripts/bootstrap all
 
@@ -39,15 +39,12 @@ constraints: ## Re-pin constraints.txt from the current venv
 	  echo "# Regenerate with: make constraints"; \
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^mlflow-gateway-tools' | sort -f; } > constraints.txt
 
-wheel: venv ## Build the tools package wheel into .cache/dist (shipped into images)
-	rm -rf .cache/dist && $(BIN)/pip wheel -q --no-deps -w .cache/dist . 2>&1 | grep -v '^WARNING: Location' || true
-
 ## --- the lab --------------------------------------------------------------
 .PHONY: lab-images lab-up lab-down lab-status
-lab-images: bootstrap wheel ## Build the lab images (base image offline via debootstrap)
+lab-images: bootstrap ## Build the lab images (base image offline via debootstrap)
 	scripts/lab images
 
-lab-up: bootstrap wheel ## Start the lab: bastion, two Docker hosts, fake upstream, registry
+lab-up: bootstrap ## Start the lab: bastion, two Docker hosts, fake upstream, registry
 	scripts/lab up
 
 lab-down: ## Remove every container, network and volume the lab made
