@@ -110,7 +110,7 @@ def test_a_missing_or_stale_login_stops_with_the_tsh_login_command(
     tsh = fake_tsh(tmp_path, status, status_rc)
     result = run_preflight(tmp_path, str(tsh))
     assert result.returncode != 0
-    assert expected in result.stdout
+    assert expected in result.stdout, result.stdout[-2000:]
     assert f"tsh login --proxy={PROXY}" in result.stdout
     assert not (tmp_path / "teleport" / "ssh.cfg").exists()
 
