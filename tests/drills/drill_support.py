@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -125,8 +127,29 @@ class RequestLoop:
         """Whether `count` requests that started after `moment` succeeded."""
         return sum(r.ok and r.started > moment for r in self.records) >= count
 
-    def failures(self) -> list[TimedRecord]:
-        return [record for record in self.records if not record.ok]
+    def failures(self, since: float = 0.0, until: float = float("inf")) -> list[TimedRecord]:
+        """Failed requests that started in [since, until)."""
+        return [r for r in self.records if not r.ok and since <= r.started < until]
+
+    def clean_since(self) -> float | None:
+        """When the final run of successful requests began (by start time); None while the
+        latest request failed."""
+        ordered = sorted(self.records, key=lambda record: record.started)
+        if not ordered or not ordered[-1].ok:
+            return None
+        failed = [record.started for record in ordered if not record.ok]
+        later = [
+            record.started
+            for record in ordered
+            if record.ok and record.started > max(failed, default=0)
+        ]
+        return min(later)
+
+    def steady_for(self, seconds: float) -> bool:
+        """Whether every request of the last `seconds` (and at least 10) succeeded."""
+        since = self.clean_since()
+        clean = [r for r in self.records if since is not None and r.started >= since]
+        return since is not None and len(clean) >= 10 and clean[-1].started - since >= seconds
 
 
 _ENDPOINTS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
@@ -177,17 +200,11 @@ def tool(name: str, *args: str, check: bool = False) -> subprocess.CompletedProc
 
 
 def deploy(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """`ansible-playbook deploy.yml ARGS` from the repository root (the lab inventory)."""
-    return run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            str(REPO / "deploy.yml"),
-            "-e",
-            "gateway_evaluate_smoke=false",
-            *args,
-        ],
-        timeout=timeout,
-    )
+    """`ansible-playbook deploy.yml ARGS` from the repository root (the lab inventory), after
+    the arguments in $DRILL_DEPLOY_ARGS (e.g. "-e @my-lab-vars.yml")."""
+    extra = shlex.split(os.environ.get("DRILL_DEPLOY_ARGS", ""))
+    playbook = [str(VENV_BIN / "ansible-playbook"), str(REPO / "deploy.yml")]
+    return run([*playbook, "-e", "gateway_evaluate_smoke=false", *extra, *args], timeout=timeout)
 
 
 def host_docker(lab: Lab, *args: str, host: str = HOST) -> subprocess.CompletedProcess:
