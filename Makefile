@@ -67,20 +67,23 @@ demo: lab-up ## From a fresh clone: lab, deploy, evaluate, print the cost summar
 	@echo; for summary in results/*/latest/summary.txt; do cat "$$summary"; echo; done
 
 ## --- quality ---------------------------------------------------------------
-.PHONY: lint unit molecule test bench drills
+.PHONY: lint unit molecule lab-tests test bench drills
 lint: bootstrap ## ansible-lint (production profile), yamllint, ruff
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
 	$(BIN)/ruff check tools tests benchmarks scripts/install-collections
 	$(BIN)/ruff format --check tools tests benchmarks
 
-unit: bootstrap ## pytest: tools against real HTTP and a real MLflow gateway
-	$(BIN)/pytest -q
+unit: bootstrap ## pytest without the lab: tools over real HTTP and a real MLflow gateway, roles, templates
+	$(BIN)/pytest -q -m "not lab"
 
-molecule: lab-images ## Molecule scenarios against Docker-in-Docker hosts
+molecule: lab-images ## Molecule: host preflight and the whole deploy on Docker-in-Docker hosts
 	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
-test: lint unit molecule ## Everything CI runs: lint + pytest + molecule
+lab-tests: lab-up ## The lab tests: SSH only through the bastion, inner DNS/TLS, registry
+	$(BIN)/pytest -q -m lab
+
+test: lint unit molecule lab-tests ## Everything CI runs: lint, pytest, molecule, the lab
 
 bench: bootstrap ## Benchmarks; prints a table and writes benchmarks/results.md
 	$(MAKE) --no-print-directory lab-up
