@@ -232,7 +232,14 @@ def running_replicas(lab: Lab, host: str = HOST) -> list[str]:
 def client_token() -> str | None:
     """The first client token of the lab inventory, when nginx asks for one."""
     result = run([str(VENV_BIN / "ansible-inventory"), "--host", HOST], timeout=60)
-    tokens = json.loads(result.stdout or "{}").get("vault_gateway_proxy_client_tokens") or {}
+    hostvars = json.loads(result.stdout or "{}")
+    tokens = (
+        hostvars.get("gateway_proxy_client_tokens")
+        or hostvars.get("vault_gateway_proxy_client_tokens")
+        or {}
+    )
+    if not isinstance(tokens, dict):  # still a template (the gateway_proxy default)
+        tokens = hostvars.get("vault_gateway_proxy_client_tokens") or {}
     return next(iter(tokens.values()), None)
 
 
