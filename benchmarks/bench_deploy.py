@@ -12,7 +12,9 @@ of it. The post-deploy smoke evaluation is switched off so that only the deploy 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -63,9 +65,11 @@ def tear_down() -> None:
 
 
 def deploy(*args: str) -> PlaybookRun:
+    """One deploy.yml run, after the arguments in $LAB_DEPLOY_ARGS (e.g. "-e @vars.yml")."""
+    extra = shlex.split(os.environ.get("LAB_DEPLOY_ARGS", ""))
     started = time.perf_counter()
     result = run(
-        [str(BIN / "ansible-playbook"), "deploy.yml", *NO_SMOKE, *args],
+        [str(BIN / "ansible-playbook"), "deploy.yml", *NO_SMOKE, *extra, *args],
         env={"ANSIBLE_FORCE_COLOR": "0"},
         timeout=PLAYBOOK_TIMEOUT_S,
     )

@@ -201,8 +201,8 @@ def tool(name: str, *args: str, check: bool = False) -> subprocess.CompletedProc
 
 def deploy(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`ansible-playbook deploy.yml ARGS` from the repository root (the lab inventory), after
-    the arguments in $DRILL_DEPLOY_ARGS (e.g. "-e @my-lab-vars.yml")."""
-    extra = shlex.split(os.environ.get("DRILL_DEPLOY_ARGS", ""))
+    the arguments in $LAB_DEPLOY_ARGS (e.g. "-e @my-lab-vars.yml")."""
+    extra = shlex.split(os.environ.get("LAB_DEPLOY_ARGS", ""))
     playbook = [str(VENV_BIN / "ansible-playbook"), str(REPO / "deploy.yml")]
     return run([*playbook, "-e", "gateway_evaluate_smoke=false", *extra, *args], timeout=timeout)
 
