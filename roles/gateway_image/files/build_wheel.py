@@ -63,7 +63,9 @@ def main() -> int:
     if not (args.package_dir / "pyproject.toml").is_file():
         parser.error(f"--package-dir {args.package_dir} has no pyproject.toml")
     with tempfile.TemporaryDirectory(prefix="gateway-wheel-") as work_dir:
-        wheel, changed = install_if_different(build_wheel(args.package_dir, Path(work_dir)), args.out_dir)
+        wheel, changed = install_if_different(
+            build_wheel(args.package_dir, Path(work_dir)), args.out_dir
+        )
     print(json.dumps({"wheel": str(wheel), "changed": changed}))
     return 0
 
