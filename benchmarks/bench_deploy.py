@@ -41,8 +41,8 @@ COLUMNS = ("step", "seconds", "changed", "failed", "hosts")
 TEARDOWN = (
     f"docker compose --project-name {PROJECT} down --volumes --remove-orphans --timeout 30; "
     f"rm -rf /opt/{PROJECT}; "
-    f"docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '{PROJECT}/' "
-    "| xargs -r docker image rm --force >/dev/null"
+    f"docker images --quiet --filter 'reference=*/{PROJECT}/*' --filter 'reference={PROJECT}/*' "
+    "| sort -u | xargs -r docker image rm --force >/dev/null"
 )
 
 

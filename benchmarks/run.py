@@ -81,7 +81,7 @@ def module_section(
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, Measure]]:
-    seconds = 2.0 if args.quick else 3.0
+    seconds = 1.0 if args.quick else 2.0
     steps = []
     if not args.skip_lab:
         steps.append(
@@ -99,7 +99,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Measure]]:
         ),
         (
             "middleware overhead",
-            script_sections("bench_launcher.py", "--requests", "300" if args.quick else "1000"),
+            script_sections("bench_launcher.py", "--requests", "200" if args.quick else "500"),
         ),
         (
             "evaluate-gateway",
