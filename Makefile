@@ -80,10 +80,11 @@ unit: bootstrap ## pytest without the lab: tools over real HTTP and a real MLflo
 molecule: lab-images ## Molecule: host preflight and the whole deploy on Docker-in-Docker hosts
 	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
-lab-tests: lab-up ## The lab tests: SSH only through the bastion, inner DNS/TLS, registry
+lab-tests: lab-up ## Deploy to the lab through the bastion (molecule lab_ssh), then the lab tests
+	$(BIN)/molecule test -s lab_ssh
 	$(BIN)/pytest -q -m lab
 
-test: lint unit molecule lab-tests ## Everything CI runs: lint, pytest, molecule, the lab
+test: lint unit molecule lab-tests ## Everything CI runs: lint, pytest, molecule, the lab over SSH
 
 bench: bootstrap ## Benchmarks; prints a table and writes benchmarks/results.md
 	$(MAKE) --no-print-directory lab-up
