@@ -7,16 +7,15 @@ fake-openai. The key never appears in the output, whatever is wrong with it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import LAB_KEY, FakeOpenAI
+from playbook_runner import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAY = Path(__file__).with_name("preflight.yml")
@@ -35,29 +34,8 @@ def run_preflight(
         }.items()
         if value is not UNSET
     }
-    environment = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"} | {
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        **(env or {}),
-    }
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            str(PLAY),
-            "-e",
-            json.dumps(variables),
-        ],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    environment = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
+    return run_local_playbook(PLAY, variables, env={**environment, **(env or {})})
 
 
 def output(result: subprocess.CompletedProcess) -> str:

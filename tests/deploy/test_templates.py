@@ -6,16 +6,15 @@ by `nginx -t` and the Compose file by `docker compose config` when those are ava
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from playbook_runner import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAY = Path(__file__).with_name("render.yml")
@@ -29,24 +28,7 @@ BASE = {
 def render(tmp_path: Path, **settings: Any) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     variables = {**BASE, **settings, "out_dir": str(tmp_path)}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            str(PLAY),
-            "-e",
-            json.dumps(variables),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_local_playbook(PLAY, variables, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return tmp_path
 

@@ -7,13 +7,13 @@ A stand-in `tsh` (a shell script on PATH) answers `version`, `status --format=js
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from playbook_runner import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAY = Path(__file__).with_name("play.yml")
@@ -56,25 +56,7 @@ def run_preflight(tmp_path: Path, tsh: str, **extra: str) -> subprocess.Complete
         "teleport_session_ssh_config": str(ssh_config),
         **extra,
     }
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            str(PLAY),
-            "-e",
-            json.dumps(variables),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_local_playbook(PLAY, variables, timeout=120)
 
 
 def test_a_fresh_login_writes_the_ssh_config(tmp_path: Path) -> None:
