@@ -229,10 +229,15 @@ def running_replicas(lab: Lab, host: str = HOST) -> list[str]:
     return sorted(result.stdout.split())
 
 
+def inventory_vars(host: str = HOST) -> dict:
+    """The lab inventory's variables of `host`, as written (templates not resolved)."""
+    result = run([str(VENV_BIN / "ansible-inventory"), "--host", host], timeout=60)
+    return json.loads(result.stdout or "{}")
+
+
 def client_token() -> str | None:
     """The first client token of the lab inventory, when nginx asks for one."""
-    result = run([str(VENV_BIN / "ansible-inventory"), "--host", HOST], timeout=60)
-    hostvars = json.loads(result.stdout or "{}")
+    hostvars = inventory_vars()
     tokens = (
         hostvars.get("gateway_proxy_client_tokens")
         or hostvars.get("vault_gateway_proxy_client_tokens")
