@@ -273,8 +273,9 @@ def test_sigterm_lets_in_flight_requests_finish_and_leaves_no_process(
     launch_gateway: Callable[..., LauncherGateway], fake: FakeOpenAI
 ) -> None:
     served = launch_gateway(workers=2)
+    # /health answers as soon as one worker is up; gunicorn spawns the next a moment later.
+    wait_until(lambda: len(children_of(served.process.pid)) == 2, "both workers to start")
     workers = children_of(served.process.pid)
-    assert len(workers) == 2
     finish = slow_request_in_background(served.url, fake, delay_ms=1000)
     served.process.send_signal(signal.SIGTERM)
     assert finish().status_code == 200
