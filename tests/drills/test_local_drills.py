@@ -6,6 +6,7 @@ of fake-openai on this machine, under a steady request loop.
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import time
@@ -74,32 +75,54 @@ def test_an_invalid_config_is_refused_while_serving(
     assert loop.failures() == []
 
 
+EARLIER_REPORT = b"<p>the report of an earlier run</p>\n"
+
+
+def _fill(directory: Path) -> None:
+    """Write until the filesystem refuses: truly full, not nearly full."""
+    with (directory / "filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"x" * 512)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[dict[str, Path]]:
-    """A full filesystem and a read-only one (tmpfs mounts: needs root, else skipped)."""
+    """A full filesystem and a read-only one (tmpfs mounts: needs root, else skipped), each
+    already holding the report.html of an earlier run."""
     full, read_only = tmp_path / "full", tmp_path / "read-only"
     mounted = []
-    for path, options in ((full, "size=16k"), (read_only, "size=16k,ro")):
+    for path in (full, read_only):
         path.mkdir()
         result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+            ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(path)],
             capture_output=True,
             check=False,
         )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here (root needed): {result.stderr!r}")
         mounted.append(path)
-    (full / "filler").write_bytes(b"x" * 12_000)
+        (path / "report.html").write_bytes(EARLIER_REPORT)
+    _fill(full)
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only)], check=True)
     yield {"full": full, "read-only": read_only}
     for path in mounted:
         subprocess.run(["umount", str(path)], check=False)
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
 @pytest.mark.parametrize("where", ["full", "read-only"])
 def test_results_that_cannot_be_written_fail_clearly_and_leave_nothing(
     fake: FakeOpenAI, small_disk: dict[str, Path], where: str, tmp_path: Path
 ) -> None:
-    output, html = small_disk[where] / "results.json", small_disk[where] / "report.html"
+    directory = small_disk[where]
+    before = _contents(directory)
+    output, html = directory / "results.json", directory / "report.html"
     request = ("--url", fake.url, "--route", "openai", "--token", fake.key)
     request += ("--cases", "simple_chat", "--requests", "40")
     evaluate = tool("evaluate-gateway", *request, "--output", str(output))
@@ -109,7 +132,10 @@ def test_results_that_cannot_be_written_fail_clearly_and_leave_nothing(
     exits = f"evaluate-gateway exit {evaluate.returncode}, analyze-costs exit {analyze.returncode}"
     report(f"results directory {where}", None, None, exits)
     for result, path in ((evaluate, output), (analyze, html)):
-        assert result.returncode == 2
-        assert str(path) in result.stderr
+        assert result.returncode == 2, result.stderr
+        assert f"cannot write --{'output' if path == output else 'html'} {path}" in result.stderr
         assert ("No space left" if where == "full" else "Read-only") in result.stderr
-        assert not path.exists(), f"{path.name} was left half-written ({path.stat().st_size} bytes)"
+        assert ("free space" if where == "full" else "writable directory") in result.stderr
+    after = _contents(directory)
+    assert after.keys() == before.keys(), f"files left behind: {sorted(after - before.keys())}"
+    assert after["report.html"] == EARLIER_REPORT, "the earlier report was damaged"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -43,3 +47,56 @@ def stdout_console() -> Console:
 
 def stderr_console() -> Console:
     return Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=PIPE_WIDTH)
+
+
+def _unwritable(path: Path, option: str, error: OSError) -> str:
+    """One line naming the file, the reason and what to do about it."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on the disk holding {path.parent} or give {option} another directory"
+    elif error.errno == errno.ENOENT:
+        fix = f"create {path.parent} or give {option} an existing directory"
+    elif error.errno == errno.EISDIR:
+        fix = f"give {option} a file name, not a directory"
+    else:  # read-only filesystem, no permission, ...
+        fix = f"give {option} a path in a writable directory"
+    return (
+        f"cannot write {option} {path}: {error.strerror or error}; nothing was written "
+        f"there (an earlier {path.name} is left as it was). Fix: {fix}"
+    )
+
+
+def _partial_name(path: Path) -> Path:
+    """A hidden file beside `path`: same filesystem, so the final rename is atomic."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Fail before any work when `path`'s directory cannot take a file (missing, read-only,
+    no permission); a full disk can only show at the real write."""
+    probe = _partial_name(path)
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as error:
+        raise CommandError(_unwritable(path, option, error)) from None
+
+
+def write_file_atomically(path: Path, text: str, option: str) -> None:
+    """Write `text` to `path` whole or not at all: into a temporary file in the same
+    directory, flushed to disk, then renamed over `path`. A full disk, a read-only directory
+    or a crash leaves no half-written file, and an earlier file at `path` stays intact.
+    Raises CommandError naming `option`, the path and the fix."""
+    partial = _partial_name(path)
+    created = False
+    try:
+        with partial.open("x", encoding="utf-8") as handle:
+            created = True
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(path)
+    except OSError as error:
+        if created:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        raise CommandError(_unwritable(path, option, error)) from None

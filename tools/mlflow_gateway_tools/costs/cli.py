@@ -15,9 +15,11 @@ from mlflow_gateway_tools.cli_support import (
     EXIT_OK,
     EXIT_THRESHOLD,
     CommandError,
+    check_writable,
     run_command,
     stderr_console,
     stdout_console,
+    write_file_atomically,
 )
 from mlflow_gateway_tools.costs import sources
 from mlflow_gateway_tools.costs.aggregate import Aggregator, TimeWindow, UsageRecord
@@ -186,6 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         prices = PriceTable.load(args.pricing)
     except PricingError as error:
         raise CommandError(str(error)) from None
+    if args.html:
+        check_writable(args.html, "--html")  # before reading what may be a long log
     plan = _plan(args, window)
     issues = sources.ParseIssues()
     aggregator = Aggregator(window, keep_all_requests=args.details)
@@ -218,10 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_report(stdout_console(), report)
     if args.html:
-        try:
-            args.html.write_text(render_html(report, labels))
-        except OSError as error:
-            raise CommandError(f"cannot write --html {args.html}: {error.strerror}") from None
+        write_file_atomically(args.html, render_html(report, labels), "--html")
         errors.print(f"Wrote {args.html}")
     if budget is not None and report.cost > budget:
         errors.print(

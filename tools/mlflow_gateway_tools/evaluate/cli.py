@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -19,9 +18,11 @@ from mlflow_gateway_tools.cli_support import (
     EXIT_OK,
     EXIT_THRESHOLD,
     CommandError,
+    check_writable,
     run_command,
     stderr_console,
     stdout_console,
+    write_file_atomically,
 )
 from mlflow_gateway_tools.evaluate.cases import Case, CaseFileError, builtin_cases, load_cases
 from mlflow_gateway_tools.evaluate.health import check_health, list_endpoints
@@ -213,13 +214,6 @@ def _execute(plan: list[Case], settings: RunSettings) -> tuple[list[RequestRecor
     return records, time.perf_counter() - started
 
 
-def _write_results(path: Path, document: dict[str, Any]) -> None:
-    try:
-        path.write_text(json.dumps(document, indent=2) + "\n")
-    except OSError as error:
-        raise CommandError(f"cannot write --output {path}: {error.strerror}") from None
-
-
 def _run(args: argparse.Namespace) -> int:
     _validate(args)
     try:
@@ -227,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
     except PricingError as error:
         raise CommandError(str(error)) from None
     cases, builtin = _select_cases(args)
+    check_writable(args.output, "--output")  # before the load, not after it
     check_health(args.url, args.token)
     cases = _drop_unserved(cases, list_endpoints(args.url, args.token), builtin)
     plan = _plan(cases, args)
@@ -241,27 +236,25 @@ def _run(args: argparse.Namespace) -> int:
     started_at = utc_now_iso()
     records, wall_seconds = _execute(plan, settings)
     summary = summarize_run(records, wall_seconds, prices)
-    _write_results(
-        args.output,
-        {
-            "tool": PROG,
-            "version": __version__,
-            "gateway_url": args.url,
-            "started_at": started_at,
-            "finished_at": utc_now_iso(),
-            "settings": {
-                "route": args.route,
-                "stream": args.stream,
-                "concurrency": args.concurrency,
-                "requests": len(plan),
-                "timeout_s": args.timeout,
-                "cases": [case.name for case in cases],
-            },
-            "summary": summary,
-            "requests": [record.as_dict() for record in records],
+    document = {
+        "tool": PROG,
+        "version": __version__,
+        "gateway_url": args.url,
+        "started_at": started_at,
+        "finished_at": utc_now_iso(),
+        "settings": {
+            "route": args.route,
+            "stream": args.stream,
+            "concurrency": args.concurrency,
+            "requests": len(plan),
+            "timeout_s": args.timeout,
+            "cases": [case.name for case in cases],
         },
-    )
-    print_summary(stdout_console(), summary, args.url)
+        "summary": summary,
+        "requests": [record.as_dict() for record in records],
+    }
+    print_summary(stdout_console(), summary, args.url)  # shown even when the file cannot be written
+    write_file_atomically(args.output, json.dumps(document, indent=2) + "\n", "--output")
     errors = stderr_console()
     errors.print(f"Results written to {args.output}")
     if summary["error_rate"] > args.max_error_rate:
