@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlflow_gateway_tools.pricing import PriceTable, PricingError
 
@@ -32,6 +33,8 @@ def cost(prices: PriceTable, model: str, prompt: int, cached: int, completion: i
         ("gpt-4o-mini-2024-07-18", (2000, 1024, 300), "0.0004032"),
         ("gpt-4-0613", (100, 0, 100), "0.009"),  # 100 x 30 + 100 x 60
         ("gpt-3.5-turbo-0125", (1_000_000, 0, 1_000_000), "2.00"),  # 0.50 + 1.50
+        ("gpt-3.5-turbo-instruct", (1_000_000, 0, 1_000_000), "3.50"),  # 1.50 + 2.00
+        ("gpt-3.5-turbo-instruct-0914", (1000, 0, 500), "0.0025"),  # 1000 x 1.50 + 500 x 2
         ("gpt-4-turbo-2024-04-09", (10, 0, 10), "0.0004"),
         # reasoning tokens are inside completion_tokens; they are not added again
         ("o3-2025-04-16", (100, 50, 900), "0.007325"),  # 50 x 2 + 50 x 0.5 + 900 x 8
@@ -57,6 +60,15 @@ def test_model_without_cache_price_charges_cached_tokens_at_input_price(
     prices: PriceTable,
 ) -> None:
     assert cost(prices, "gpt-4", 1000, 600, 0) == cost(prices, "gpt-4", 1000, 0, 0)
+
+
+def test_every_model_the_deploy_configures_by_default_is_priced(prices: PriceTable) -> None:
+    """Otherwise the first evaluation after a default deploy shows NO PRICE for it."""
+    defaults = Path(__file__).resolve().parents[2] / "roles" / "gateway" / "defaults" / "main.yml"
+    endpoints = yaml.safe_load(defaults.read_text())["gateway_endpoints"]
+    unpriced = [e["model"] for e in endpoints if prices.lookup(e["model"]) is None]
+    assert unpriced == []
+    assert len(endpoints) == 3
 
 
 def test_unknown_model_is_unpriced_not_free(prices: PriceTable) -> None:
