@@ -7,14 +7,12 @@ A helper module rather than a conftest.py (tests import the top-level tests/conf
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shlex
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +24,8 @@ import pytest
 import requests
 
 from mlflow_gateway_tools.evaluate.cases import builtin_cases
-from mlflow_gateway_tools.evaluate.runner import RequestRecord, RunSettings, run_plan
+from mlflow_gateway_tools.evaluate.loop import BackgroundLoop
+from mlflow_gateway_tools.evaluate.runner import RequestRecord, RunSettings
 from mlflow_gateway_tools.timeutil import parse_iso
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))  # the lab helper's module
@@ -91,37 +90,33 @@ class TimedRecord:
 
 
 class RequestLoop:
-    """evaluate-gateway's own runner (same requests, same error accounting) sending small
-    batches back to back until stopped: evaluate-gateway itself only sends a fixed count."""
+    """evaluate-gateway's own loop (the package's BackgroundLoop: same requests, same error
+    accounting) in a thread while a drill breaks something; the methods below read its
+    timing. Small batches: fresh connections every 8 requests."""
 
     def __init__(self, url: str, token: str | None, concurrency: int = 4, batch: int = 8) -> None:
         cases = [case for case in builtin_cases(_ENDPOINTS) if case.name in LOOP_CASES]
-        self.plan = [cases[index % len(cases)] for index in range(batch)]
-        self.settings = RunSettings(
-            base_url=url,
-            route="gateway",
-            stream=False,
-            concurrency=concurrency,
-            timeout_s=30.0,
-            token=token,
+        settings = RunSettings(
+            base_url=url, route="gateway", concurrency=concurrency, timeout_s=30.0, token=token
         )
         self.records: list[TimedRecord] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            batch = asyncio.run(run_plan(self.plan, self.settings))
-            self.records += [TimedRecord.of(record) for record in batch]
+        self._loop = BackgroundLoop(
+            cases, settings, batch=batch, on_done=lambda r: self.records.append(TimedRecord.of(r))
+        )
 
     def __enter__(self) -> RequestLoop:
-        self._thread.start()
-        wait_for(lambda: sum(r.ok for r in self.records) >= 20, "the loop's first 20 answers", 60)
+        self._loop.start()
+        try:
+            wait_for(
+                lambda: sum(r.ok for r in self.records) >= 20, "the loop's first 20 answers", 60
+            )
+        except AssertionError:
+            self._loop.stop()
+            raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(120)
+        self._loop.stop()
 
     def ok_after(self, moment: float, count: int = 5) -> bool:
         """Whether `count` requests that started after `moment` succeeded."""

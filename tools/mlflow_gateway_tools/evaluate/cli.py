@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from mlflow_gateway_tools import __version__
 from mlflow_gateway_tools.cli_support import (
@@ -26,8 +25,17 @@ from mlflow_gateway_tools.cli_support import (
 )
 from mlflow_gateway_tools.evaluate.cases import Case, CaseFileError, builtin_cases, load_cases
 from mlflow_gateway_tools.evaluate.health import check_health, list_endpoints
+from mlflow_gateway_tools.evaluate.loop import LOOP_BATCH, Stopper, run_batches, stopping_on_signals
+from mlflow_gateway_tools.evaluate.progress import ProgressFile, terminal_progress
 from mlflow_gateway_tools.evaluate.report import print_summary, summarize_run
-from mlflow_gateway_tools.evaluate.runner import ROUTES, RequestRecord, RunSettings, run_plan
+from mlflow_gateway_tools.evaluate.runner import (
+    ROUTES,
+    STREAM_MODES,
+    PlannedRequest,
+    RequestRecord,
+    RunSettings,
+    schedule,
+)
 from mlflow_gateway_tools.pricing import PriceTable, PricingError
 from mlflow_gateway_tools.timeutil import utc_now_iso
 
@@ -77,7 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--completions-endpoint", default="completions", metavar="NAME")
     parser.add_argument("--embeddings-endpoint", default="embeddings", metavar="NAME")
-    amount = parser.add_mutually_exclusive_group()
+    how_many = parser.add_argument_group(
+        "how many requests, or for how long (default: --repeat 1)",
+        "Pick one of --requests, --repeat, --duration, --until-stopped. --duration, "
+        "--until-stopped and a lone --stop-file keep sending until stopped: a "
+        "first Ctrl-C or SIGTERM then ends the run normally (requests in flight finish, the "
+        "results are written, the exit code is as usual); a second Ctrl-C aborts.",
+    )
+    amount = how_many.add_mutually_exclusive_group()
     amount.add_argument(
         "--requests",
         type=int,
@@ -85,13 +100,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="send N requests in total, cycling through the cases",
     )
     amount.add_argument(
-        "--repeat", type=int, default=1, metavar="N", help="send every case N times (default 1)"
+        "--repeat", type=int, metavar="N", help="send every case N times (default 1)"
+    )
+    amount.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="send requests back to back, cycling through the cases, for SECONDS",
+    )
+    amount.add_argument(
+        "--until-stopped",
+        action="store_true",
+        help="send requests back to back until Ctrl-C, SIGTERM or --stop-file",
+    )
+    how_many.add_argument(
+        "--stop-file",
+        type=Path,
+        metavar="PATH",
+        help="stop sending once PATH exists (checked before every request); alone it means "
+        "--until-stopped. PATH must not exist at the start",
+    )
+    parser.add_argument(
+        "--progress",
+        type=Path,
+        metavar="PATH",
+        help='rewrite PATH about once a second with {"requests": N, "failed": M, "seconds": '
+        'S, "finished": false} (never half-written), so a script can wait for traffic',
     )
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument(
         "--stream",
-        action="store_true",
-        help="stream the chat cases and measure time to first token",
+        nargs="?",
+        choices=STREAM_MODES,
+        const="all",
+        default="off",
+        help="stream the chat cases and measure time to first token: every one (a bare "
+        "--stream), or every other pass through the cases (alternate: plain and streamed "
+        "requests mixed)",
     )
     parser.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="per-request timeout"
@@ -123,11 +168,26 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.url.startswith(("http://", "https://")):
         raise CommandError(f"--url {args.url!r} must start with http:// or https://")
     args.url = args.url.rstrip("/")
-    for option, value in (("--concurrency", args.concurrency), ("--repeat", args.repeat)):
-        if value < 1:
+    for option, value in (
+        ("--concurrency", args.concurrency),
+        ("--repeat", args.repeat),
+        ("--requests", args.requests),
+    ):
+        if value is not None and value < 1:
             raise CommandError(f"{option} {value} must be at least 1")
-    if args.requests is not None and args.requests < 1:
-        raise CommandError(f"--requests {args.requests} must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise CommandError(f"--duration {args.duration:g} must be more than 0 seconds")
+    if args.stop_file is not None:
+        if args.stop_file.exists():
+            raise CommandError(
+                f"--stop-file {args.stop_file} exists already, so no request would be sent; "
+                "remove it first"
+            )
+        if not args.stop_file.parent.is_dir():
+            raise CommandError(
+                f"--stop-file {args.stop_file}: there is no directory {args.stop_file.parent}, "
+                "so the file could never appear; create it or choose another path"
+            )
     if args.timeout <= 0:
         raise CommandError(f"--timeout {args.timeout:g} must be more than 0 seconds")
     if not 0 <= args.max_error_rate <= 1:
@@ -189,29 +249,45 @@ def _drop_unserved(cases: list[Case], served: set[str] | None, builtin: bool) ->
     return kept
 
 
-def _plan(cases: list[Case], args: argparse.Namespace) -> list[Case]:
-    if args.requests is not None:
-        return list(itertools.islice(itertools.cycle(cases), args.requests))
-    return cases * args.repeat
+def _open_ended(args: argparse.Namespace) -> bool:
+    """Whether the run goes on until a stop condition rather than for a count."""
+    lone_stop_file = args.stop_file is not None and args.requests is None and args.repeat is None
+    return args.duration is not None or args.until_stopped or lone_stop_file
 
 
-def _execute(plan: list[Case], settings: RunSettings) -> tuple[list[RequestRecord], float]:
+def _planned(
+    cases: list[Case], args: argparse.Namespace
+) -> tuple[Iterator[PlannedRequest], int | None]:
+    """The requests to send, and how many when that is known in advance."""
+    endless = schedule(cases, args.stream)
+    if _open_ended(args):
+        return endless, None
+    total = args.requests if args.requests is not None else (args.repeat or 1) * len(cases)
+    return itertools.islice(endless, total), total
+
+
+def _execute(
+    cases: list[Case], settings: RunSettings, args: argparse.Namespace
+) -> tuple[list[RequestRecord], float, Stopper]:
+    requests, total = _planned(cases, args)
+    stopped = Stopper(args.duration, args.stop_file)
+    progress_file = ProgressFile(args.progress) if args.progress else None
+    batch = LOOP_BATCH if total is None else None
+    on_signal = stopping_on_signals(stopped) if total is None else contextlib.nullcontext()
     started = time.perf_counter()
-    if not sys.stdout.isatty():
-        records = asyncio.run(run_plan(plan, settings))
-        return records, time.perf_counter() - started
-    columns = (
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("requests", total=len(plan))
-        records = asyncio.run(
-            run_plan(plan, settings, on_done=lambda _record: progress.advance(task))
-        )
-    return records, time.perf_counter() - started
+    with on_signal, terminal_progress(total) as show:
+        if progress_file:
+            progress_file.write()
+
+        def on_done(record: RequestRecord) -> None:
+            show(record)
+            if progress_file:
+                progress_file.add(record)
+
+        records = asyncio.run(run_batches(requests, settings, stopped, batch, on_done))
+    if progress_file:
+        progress_file.write(finished=True)
+    return records, time.perf_counter() - started, stopped
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,20 +297,20 @@ def _run(args: argparse.Namespace) -> int:
     except PricingError as error:
         raise CommandError(str(error)) from None
     cases, builtin = _select_cases(args)
-    check_writable(args.output, "--output")  # before the load, not after it
+    for option, path in (("--output", args.output), ("--progress", args.progress)):
+        if path is not None:
+            check_writable(path, option)  # before the load, not after it
     check_health(args.url, args.token)
     cases = _drop_unserved(cases, list_endpoints(args.url, args.token), builtin)
-    plan = _plan(cases, args)
     settings = RunSettings(
         base_url=args.url,
         route=args.route,
-        stream=args.stream,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         token=args.token,
     )
     started_at = utc_now_iso()
-    records, wall_seconds = _execute(plan, settings)
+    records, wall_seconds, stopped = _execute(cases, settings, args)
     summary = summarize_run(records, wall_seconds, prices)
     document = {
         "tool": PROG,
@@ -246,7 +322,10 @@ def _run(args: argparse.Namespace) -> int:
             "route": args.route,
             "stream": args.stream,
             "concurrency": args.concurrency,
-            "requests": len(plan),
+            "requests": len(records),
+            "duration_s": args.duration,
+            "stop_file": str(args.stop_file) if args.stop_file else None,
+            "stopped_by": stopped.reason,
             "timeout_s": args.timeout,
             "cases": [case.name for case in cases],
         },
@@ -256,6 +335,8 @@ def _run(args: argparse.Namespace) -> int:
     print_summary(stdout_console(), summary, args.url)  # shown even when the file cannot be written
     write_file_atomically(args.output, json.dumps(document, indent=2) + "\n", "--output")
     errors = stderr_console()
+    if stopped.reason:
+        errors.print(f"Stopped after {len(records):,} requests: {stopped.reason}", markup=False)
     errors.print(f"Results written to {args.output}")
     if summary["error_rate"] > args.max_error_rate:
         errors.print(

@@ -35,6 +35,7 @@ def summarize_run(
         "requests": len(records),
         "succeeded": len(succeeded),
         "failed": len(failed),
+        "streamed": sum(record.stream for record in records),
         "success_rate": len(succeeded) / len(records) if records else 0.0,
         "error_rate": len(failed) / len(records) if records else 0.0,
         "errors_by_status": dict(Counter(error_key(record) for record in failed).most_common()),
@@ -85,6 +86,8 @@ def print_summary(console: Console, summary: dict[str, Any], url: str) -> None:
         "requests",
         f"{summary['requests']:,} ({summary['succeeded']:,} ok, {summary['failed']:,} failed)",
     )
+    if summary["streamed"]:
+        overview.add_row("streamed", f"{summary['streamed']:,}")
     overview.add_row("success rate", f"{summary['success_rate']:.1%}")
     for status, count in summary["errors_by_status"].items():
         overview.add_row(f"errors: {status}", f"{count:,}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ OPENAI_PATHS = {
 # Only chat is streamed: MLflow 3.17.2's OpenAI provider parses streamed /v1/completions
 # chunks as chat deltas (KeyError 'delta'), so every streamed completion fails there.
 STREAMABLE = ("chat",)
+# off: no streaming; all: every chat streams; alternate: every other pass through the cases.
+STREAM_MODES = ("off", "all", "alternate")
 
 
 @dataclass
@@ -64,10 +67,25 @@ class RequestRecord:
 class RunSettings:
     base_url: str
     route: str
-    stream: bool
     concurrency: int
     timeout_s: float
     token: str | None
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    index: int
+    case: Case
+    stream: bool  # asked for; only STREAMABLE kinds are actually streamed
+
+
+def schedule(cases: Sequence[Case], stream_mode: str) -> Iterator[PlannedRequest]:
+    """Every case in turn, over and over (slice it for a fixed count). `alternate` streams
+    the odd passes, so plain and streamed requests are mixed all along."""
+    for index in itertools.count():
+        passes, position = divmod(index, len(cases))
+        stream = stream_mode == "all" or (stream_mode == "alternate" and passes % 2 == 1)
+        yield PlannedRequest(index, cases[position], stream)
 
 
 def request_path(case: Case, route: str) -> str:
@@ -104,11 +122,12 @@ async def _read_stream(response: aiohttp.ClientResponse, started: float, outcome
 
 
 async def _send(
-    session: aiohttp.ClientSession, settings: RunSettings, case: Case, index: int
+    session: aiohttp.ClientSession, settings: RunSettings, planned: PlannedRequest
 ) -> RequestRecord:
+    case = planned.case
     path = request_path(case, settings.route)
-    stream = settings.stream and case.kind in STREAMABLE
-    body = json.dumps(request_body(case, settings.route, settings.stream))
+    stream = planned.stream and case.kind in STREAMABLE
+    body = json.dumps(request_body(case, settings.route, planned.stream))
     ts = utc_now_iso()
     started = time.perf_counter()
     outcome = _Outcome()
@@ -130,7 +149,7 @@ async def _send(
     latency = time.perf_counter() - started
     usage = outcome.usage
     return RequestRecord(
-        index=index,
+        index=planned.index,
         case=case.name,
         kind=case.kind,
         endpoint=case.endpoint,
@@ -152,22 +171,23 @@ async def _send(
     )
 
 
-async def run_plan(
-    plan: list[Case],
+async def send_all(
+    requests: Iterable[PlannedRequest],
     settings: RunSettings,
     on_done: Callable[[RequestRecord], None] = lambda _record: None,
 ) -> list[RequestRecord]:
-    """Send every planned request with at most `concurrency` in flight; keep plan order."""
+    """Send `requests` over one connection pool with at most `concurrency` in flight; the
+    iterable is read lazily, so it may end early (a stop condition). Records in plan order."""
     headers = {"Content-Type": "application/json"}
     if settings.token:
         headers["Authorization"] = f"Bearer {settings.token}"
-    records: list[RequestRecord | None] = [None] * len(plan)
-    next_index = iter(range(len(plan)))
+    records: list[RequestRecord] = []
+    pending = iter(requests)
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        for index in next_index:  # a shared iterator: each index is taken exactly once
-            record = await _send(session, settings, plan[index], index)
-            records[index] = record
+        for planned in pending:  # one shared iterator: each request is taken exactly once
+            record = await _send(session, settings, planned)
+            records.append(record)
             on_done(record)
 
     connector = aiohttp.TCPConnector(limit=settings.concurrency)
@@ -176,4 +196,4 @@ async def run_plan(
         headers=headers, connector=connector, timeout=timeout
     ) as session:
         await asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
-    return [record for record in records if record is not None]
+    return sorted(records, key=lambda record: record.index)
