@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -173,44 +174,30 @@ def _cached_tokens(state: FakeState, model: str, prompt: Any, prompt_tokens: int
     return prompt_tokens // 2 if state.seen_before(responses.prompt_key(model, prompt)) else 0
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await _json_object(request)
-    model = _model(body)
-    messages = body.get("messages")
-    if (
-        not isinstance(messages, list)
-        or not messages
-        or not all(isinstance(message, dict) for message in messages)
-    ):
-        raise BadRequest("'messages' must be a non-empty list of message objects", "messages")
-    prompt_tokens = responses.prompt_tokens_of_messages(messages)
-    words = responses.reply_words(
-        responses.text_of_content(messages[-1].get("content")), _reply_limit(body)
-    )
-    usage = responses.usage_block(
-        prompt_tokens,
-        len(words),
-        _cached_tokens(request.app[STATE], model, messages, prompt_tokens),
-        responses.is_reasoning_model(model),
-    )
-    if body.get("stream"):
-        return await _stream(
-            request,
-            responses.chat_chunks(model, words, usage if _include_usage(body) else None),
-        )
-    return web.json_response(responses.chat_completion(model, words, usage))
+@dataclass(frozen=True)
+class _Shape:
+    """How one endpoint's answer looks: whole, or as the chunks of a stream."""
+
+    whole: Callable[[str, list[str], dict[str, Any]], dict[str, Any]]
+    chunks: Callable[[str, list[str], dict[str, Any] | None], list[dict[str, Any]]]
 
 
-async def completions(request: web.Request) -> web.StreamResponse:
-    body = await _json_object(request)
+CHAT = _Shape(responses.chat_completion, responses.chat_chunks)
+TEXT = _Shape(responses.text_completion, responses.text_completion_chunks)
+
+
+async def _answer(
+    request: web.Request,
+    body: dict[str, Any],
+    shape: _Shape,
+    *,
+    prompt: Any,
+    prompt_tokens: int,
+    reply_to: str,
+) -> web.StreamResponse:
+    """Reply words and usage (a repeated `prompt` is partly cached), streamed when asked."""
     model = _model(body)
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and all(isinstance(part, str) for part in prompt):
-        prompt = "\n".join(prompt)
-    if not isinstance(prompt, str):
-        raise BadRequest("'prompt' must be a string or a list of strings", "prompt")
-    prompt_tokens = responses.count_tokens(prompt)
-    words = responses.reply_words(prompt, _reply_limit(body))
+    words = responses.reply_words(reply_to, _reply_limit(body))
     usage = responses.usage_block(
         prompt_tokens,
         len(words),
@@ -218,11 +205,47 @@ async def completions(request: web.Request) -> web.StreamResponse:
         responses.is_reasoning_model(model),
     )
     if body.get("stream"):
-        return await _stream(
-            request,
-            responses.text_completion_chunks(model, words, usage if _include_usage(body) else None),
-        )
-    return web.json_response(responses.text_completion(model, words, usage))
+        stream_usage = usage if _include_usage(body) else None
+        return await _stream(request, shape.chunks(model, words, stream_usage))
+    return web.json_response(shape.whole(model, words, usage))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await _json_object(request)
+    _model(body)  # a missing model is named before a bad input
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(message, dict) for message in messages)
+    ):
+        raise BadRequest("'messages' must be a non-empty list of message objects", "messages")
+    return await _answer(
+        request,
+        body,
+        CHAT,
+        prompt=messages,
+        prompt_tokens=responses.prompt_tokens_of_messages(messages),
+        reply_to=responses.text_of_content(messages[-1].get("content")),
+    )
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await _json_object(request)
+    _model(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and all(isinstance(part, str) for part in prompt):
+        prompt = "\n".join(prompt)
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be a string or a list of strings", "prompt")
+    return await _answer(
+        request,
+        body,
+        TEXT,
+        prompt=prompt,
+        prompt_tokens=responses.count_tokens(prompt),
+        reply_to=prompt,
+    )
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
