@@ -34,6 +34,15 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def exit_status(over_limit: bool, describe: Callable[[], str]) -> int:
+    """EXIT_OK, or EXIT_THRESHOLD after naming the exceeded limit in red on stderr: the run
+    itself worked (its output is complete) but a limit the user set was crossed."""
+    if not over_limit:
+        return EXIT_OK
+    stderr_console().print(f"[red]{describe()}[/red]")
+    return EXIT_THRESHOLD
+
+
 def disable_mlflow_telemetry() -> None:
     """MLflow's telemetry client calls an outside host on import; never let it."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"

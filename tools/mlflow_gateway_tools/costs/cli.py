@@ -12,10 +12,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from mlflow_gateway_tools.cli_support import (
-    EXIT_OK,
-    EXIT_THRESHOLD,
     CommandError,
     check_writable,
+    exit_status,
     run_command,
     stderr_console,
     stdout_console,
@@ -224,13 +223,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.html:
         write_file_atomically(args.html, render_html(report, labels), "--html")
         errors.print(f"Wrote {args.html}")
-    if budget is not None and report.cost > budget:
-        errors.print(
-            f"[red]Budget exceeded: total cost ${usd(report.cost):,.6f} > --budget "
-            f"${usd(budget):,.2f}[/red]"
-        )
-        return EXIT_THRESHOLD
-    return EXIT_OK
+    return exit_status(
+        budget is not None and report.cost > budget,
+        lambda: (
+            f"Budget exceeded: total cost ${usd(report.cost):,.6f} > --budget ${usd(budget):,.2f}"
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from mlflow_gateway_tools import __version__
 from mlflow_gateway_tools.cli_support import (
-    EXIT_OK,
-    EXIT_THRESHOLD,
     CommandError,
     check_writable,
+    exit_status,
     run_command,
     stderr_console,
     stdout_console,
@@ -338,13 +337,13 @@ def _run(args: argparse.Namespace) -> int:
     if stopped.reason:
         errors.print(f"Stopped after {len(records):,} requests: {stopped.reason}", markup=False)
     errors.print(f"Results written to {args.output}")
-    if summary["error_rate"] > args.max_error_rate:
-        errors.print(
-            f"[red]Error rate {summary['error_rate']:.1%} exceeds --max-error-rate "
-            f"{args.max_error_rate:.1%}[/red]"
-        )
-        return EXIT_THRESHOLD
-    return EXIT_OK
+    return exit_status(
+        summary["error_rate"] > args.max_error_rate,
+        lambda: (
+            f"Error rate {summary['error_rate']:.1%} exceeds --max-error-rate "
+            f"{args.max_error_rate:.1%}"
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
