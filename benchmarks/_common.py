@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -102,3 +103,14 @@ def print_table(
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+def bench_main(
+    description: str, title: str, columns: Sequence[str], measure: Callable[[], list[list[str]]]
+) -> int:
+    """main() of a benchmark whose only option is --markdown: measure, then print the table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--markdown", action="store_true", help="print markdown rows")
+    args = parser.parse_args()
+    print_table(title, columns, measure(), args.markdown)
+    return 0

@@ -11,7 +11,6 @@ of it. The post-deploy smoke evaluation is switched off so that only the deploy 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _commands import run
-from _common import print_table
+from _common import bench_main
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -108,11 +107,7 @@ def title() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", action="store_true", help="print markdown rows")
-    args = parser.parse_args()
-    print_table(title(), COLUMNS, measure(), args.markdown)
-    return 0
+    return bench_main(__doc__.splitlines()[0], title(), COLUMNS, measure)
 
 
 if __name__ == "__main__":

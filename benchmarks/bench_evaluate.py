@@ -10,13 +10,12 @@ evaluate-gateway itself reports.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 from _commands import run
-from _common import LAB_KEY, OUT_DIR, print_table, start_fake_openai, stop
+from _common import LAB_KEY, OUT_DIR, bench_main, start_fake_openai, stop
 from bench_http import BIN
 
 REQUESTS = 1000
@@ -93,11 +92,7 @@ def title() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", action="store_true", help="print markdown rows")
-    args = parser.parse_args()
-    print_table(title(), COLUMNS, measure(), args.markdown)
-    return 0
+    return bench_main(__doc__.splitlines()[0], title(), COLUMNS, measure)
 
 
 if __name__ == "__main__":
