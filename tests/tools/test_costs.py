@@ -51,6 +51,22 @@ def write_log(path: Path, *lines: str) -> Path:
     return path
 
 
+def write_results(path: Path, *records: dict[str, Any]) -> Path:
+    """A results file in evaluate-gateway's shape (only the fields analyze-costs reads)."""
+    path.write_text(json.dumps({"requests": list(records)}))
+    return path
+
+
+# 1000 x 2.50 + 100 x 10.00 = 3500 micro-USD
+GPT_4O_RESULT = {
+    "ok": True,
+    "status": 200,
+    "model_returned": "gpt-4o",
+    "prompt_tokens": 1000,
+    "completion_tokens": 100,
+}
+
+
 # gpt-4o-mini: 1000 x 0.15 + 100 x 0.60 = 210 micro-USD; with 400 cached:
 # 600 x 0.15 + 400 x 0.075 + 100 x 0.60 = 90 + 30 + 60 = 180 micro-USD.
 # gpt-4o: 1000 x 2.50 + 100 x 10.00 = 3500 micro-USD.
@@ -232,34 +248,28 @@ def test_html_report_is_one_self_contained_file(
 def test_results_files_from_evaluate_and_raw_responses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    results = tmp_path / "results.json"
-    results.write_text(
-        json.dumps(
-            {
-                "requests": [
-                    {
-                        "ts": "2026-11-27T10:00:00.000Z",
-                        "endpoint": "chat",
-                        "status": 200,
-                        "ok": True,
-                        "model_returned": "gpt-4o-mini-2024-07-18",
-                        "prompt_tokens": 1000,
-                        "completion_tokens": 100,
-                        "cached_tokens": 400,
-                        "error": None,
-                    },
-                    {
-                        "ts": "2026-11-27T10:00:01.000Z",
-                        "endpoint": "chat",
-                        "status": None,
-                        "ok": False,
-                        "model_returned": None,
-                        "prompt_tokens": None,
-                        "error": "timed out after 60s",
-                    },
-                ]
-            }
-        )
+    results = write_results(
+        tmp_path / "results.json",
+        {
+            "ts": "2026-11-27T10:00:00.000Z",
+            "endpoint": "chat",
+            "status": 200,
+            "ok": True,
+            "model_returned": "gpt-4o-mini-2024-07-18",
+            "prompt_tokens": 1000,
+            "completion_tokens": 100,
+            "cached_tokens": 400,
+            "error": None,
+        },
+        {
+            "ts": "2026-11-27T10:00:01.000Z",
+            "endpoint": "chat",
+            "status": None,
+            "ok": False,
+            "model_returned": None,
+            "prompt_tokens": None,
+            "error": "timed out after 60s",
+        },
     )
     seed_style = tmp_path / "seed.json"
     seed_style.write_text(
@@ -360,6 +370,15 @@ elif args[0] == "logs":
 """
 
 
+def container(log: Path, project: str | None = None) -> dict[str, Any]:
+    """A canned container for FAKE_DOCKER: a replica of `project`'s gateway service, or a
+    plain container when `project` is None."""
+    if project is None:
+        return {"log": str(log), "labels": []}
+    compose = ["com.docker.compose.service=gateway", f"com.docker.compose.project={project}"]
+    return {"log": str(log), "labels": compose}
+
+
 @pytest.fixture
 def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `docker` on PATH that serves canned containers; returns the file of its calls."""
@@ -376,27 +395,9 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "FAKE_DOCKER_CONTAINERS",
         json.dumps(
             {
-                "mlflow-gateway-gateway-1": {
-                    "log": str(replica_log),
-                    "labels": [
-                        "com.docker.compose.service=gateway",
-                        "com.docker.compose.project=mlflow-gateway",
-                    ],
-                },
-                "mlflow-gateway-gateway-2": {
-                    "log": str(replica_log),
-                    "labels": [
-                        "com.docker.compose.service=gateway",
-                        "com.docker.compose.project=mlflow-gateway",
-                    ],
-                },
-                "other-gateway-1": {
-                    "log": str(replica_log),
-                    "labels": [
-                        "com.docker.compose.service=gateway",
-                        "com.docker.compose.project=other",
-                    ],
-                },
+                "mlflow-gateway-gateway-1": container(replica_log, "mlflow-gateway"),
+                "mlflow-gateway-gateway-2": container(replica_log, "mlflow-gateway"),
+                "other-gateway-1": container(replica_log, "other"),
             }
         ),
     )
@@ -444,21 +445,7 @@ def test_auto_detection_falls_back_to_the_results_file(
     assert "no input: no container 'mlflow-gateway' and no ./gateway_results.json" in (
         capsys.readouterr().err
     )
-    (tmp_path / "gateway_results.json").write_text(
-        json.dumps(
-            {
-                "requests": [
-                    {
-                        "ok": True,
-                        "status": 200,
-                        "model_returned": "gpt-4o",
-                        "prompt_tokens": 1000,
-                        "completion_tokens": 100,
-                    }
-                ]
-            }
-        )
-    )
+    write_results(tmp_path / "gateway_results.json", GPT_4O_RESULT)
     assert run_json(capsys)["totals"]["cost_usd"] == 0.0035
 
 
@@ -471,24 +458,10 @@ def test_a_container_without_usage_lines_falls_back_like_the_seed(
     empty_log = write_log(tmp_path / "empty.log")
     monkeypatch.setenv(
         "FAKE_DOCKER_CONTAINERS",
-        json.dumps({"mlflow-gateway": {"log": str(empty_log), "labels": []}}),
+        json.dumps({"mlflow-gateway": container(empty_log)}),
     )
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "gateway_results.json").write_text(
-        json.dumps(
-            {
-                "requests": [
-                    {
-                        "ok": True,
-                        "status": 200,
-                        "model_returned": "gpt-4o",
-                        "prompt_tokens": 1000,
-                        "completion_tokens": 100,
-                    }
-                ]
-            }
-        )
-    )
+    write_results(tmp_path / "gateway_results.json", GPT_4O_RESULT)
     assert analyze_costs(["--container", "mlflow-gateway", "--json"]) == 0
     output = capsys.readouterr()
     assert json.loads(output.out)["sources"] == ["results:gateway_results.json"]
