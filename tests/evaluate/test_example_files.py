@@ -24,7 +24,9 @@ def test_the_example_pricing_overrides_extends_and_aliases() -> None:
     override = example.lookup("gpt-4o-mini-2024-07-18")
     assert override is not None
     assert override.input != packaged.lookup("gpt-4o-mini").input  # type: ignore[union-attr]
-    added = example.lookup("gpt-3.5-turbo-instruct")
+    fine_tuned = "ft:gpt-4o-mini-2024-07-18:acme::example"
+    assert packaged.lookup(fine_tuned) is None
+    added = example.lookup(fine_tuned)
     assert added is not None
-    assert added.cost(1_000_000, 0, 1_000_000) == Decimal("3.5")
+    assert added.cost(1_000_000, 0, 1_000_000) == Decimal("1.5")
     assert example.lookup("my-chat-deployment") == override
