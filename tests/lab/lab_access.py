@@ -6,6 +6,7 @@ A helper module rather than a conftest.py: tests import the top-level tests/conf
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,10 +24,17 @@ HOST_REGISTRY = "registry:5000"
 def run(
     args: list[str], stdin: str | bytes | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; never raises on a non-zero exit."""
+    """Run a command, capturing text output; never raises on a non-zero exit. Ansible's
+    output comes without colour (make exports ANSIBLE_FORCE_COLOR), so tests can parse it."""
     text = not isinstance(stdin, bytes)
     return subprocess.run(
-        args, input=stdin, capture_output=True, text=text, timeout=timeout, check=False
+        args,
+        input=stdin,
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
 
 
