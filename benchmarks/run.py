@@ -4,7 +4,8 @@ the machine, to benchmarks/results.md.
     .venv/bin/python benchmarks/run.py [--skip-lab] [--quick] [--output FILE]
 
 Sections: deploy timings against the lab (first: the cold deploy also leaves the project's
-nginx image on the controller for the next section), request paths (wrk next to
+nginx image on the controller for the next sections), egress pooling on and off on the lab
+(upstream TLS connections per 1,000 requests), request paths (wrk next to
 evaluate-gateway), the usage-log middleware's overhead (bench_launcher.py), evaluate-gateway's
 own speed, and analyze-costs on 1M usage-log lines next to jq (bench_analyze.py).
 """
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_deploy
+import bench_egress
 import bench_evaluate
 import bench_http
 from _commands import docker, run
@@ -88,6 +90,17 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Measure]]:
             (
                 "deploy",
                 module_section(bench_deploy.title(), bench_deploy.COLUMNS, bench_deploy.measure),
+            )
+        )
+        egress_requests = 500 if args.quick else 1000
+        steps.append(
+            (
+                "egress pooling",
+                module_section(
+                    bench_egress.title(egress_requests),
+                    bench_egress.COLUMNS,
+                    lambda: bench_egress.measure(egress_requests),
+                ),
             )
         )
     steps += [
