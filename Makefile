@@ -25,13 +25,13 @@ help: ## Show this list
 bootstrap: ## Install everything missing: Docker + Compose v2, venv, collections
 	scripts/bootstrap all
 
-system:
+system: ## Only the system packages: Docker engine, Compose v2, debootstrap, jq, wrk, ssh (root)
 	scripts/bootstrap system
 
-venv:
+venv: ## Only the project venv (.venv) with the pinned toolchain
 	scripts/bootstrap venv
 
-collections: venv
+collections: venv ## Only the pinned Ansible collections (.collections)
 	scripts/bootstrap collections
 
 constraints: ## Re-pin constraints.txt from the current venv
