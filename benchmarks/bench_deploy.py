@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -63,15 +64,20 @@ def tear_down() -> None:
     run([*ad_hoc, "-a", TEARDOWN], timeout=PLAYBOOK_TIMEOUT_S)
 
 
+def playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    """`ansible-playbook ARGS` against the lab, uncoloured so its recap can be read."""
+    return run(
+        [str(BIN / "ansible-playbook"), *args],
+        env={"ANSIBLE_FORCE_COLOR": "0"},
+        timeout=PLAYBOOK_TIMEOUT_S,
+    )
+
+
 def deploy(*args: str) -> PlaybookRun:
     """One deploy.yml run, after the arguments in $LAB_DEPLOY_ARGS (e.g. "-e @vars.yml")."""
     extra = shlex.split(os.environ.get("LAB_DEPLOY_ARGS", ""))
     started = time.perf_counter()
-    result = run(
-        [str(BIN / "ansible-playbook"), "deploy.yml", *NO_SMOKE, *extra, *args],
-        env={"ANSIBLE_FORCE_COLOR": "0"},
-        timeout=PLAYBOOK_TIMEOUT_S,
-    )
+    result = playbook("deploy.yml", *NO_SMOKE, *extra, *args)
     seconds = time.perf_counter() - started
     recap = [match for line in result.stdout.splitlines() if (match := RECAP_LINE.match(line))]
     gateway_hosts = [match for match in recap if match[1] != "localhost"]

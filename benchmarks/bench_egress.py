@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _commands import docker, run
+from _commands import docker
 from _common import print_table
-from bench_deploy import BIN, PLAYBOOK_TIMEOUT_S, deploy, lab_is_up
+from bench_deploy import deploy, lab_is_up, playbook
 
 EVALUATED_HOST = "gw-host-1"
 UPSTREAM_CONTAINER = "mgw-lab-upstream"
@@ -53,23 +53,18 @@ def upstream_stats(action: str = "read") -> dict:
 def evaluate(requests: int, concurrency: int) -> dict:
     """The evaluate playbook from EVALUATED_HOST; its results.json summary."""
     with tempfile.TemporaryDirectory(prefix="mgw-bench-egress-") as results_dir:
-        run(
-            [
-                str(BIN / "ansible-playbook"),
-                "playbooks/evaluate.yml",
-                "--limit",
-                EVALUATED_HOST,
-                "-e",
-                f"gateway_evaluate_requests={requests}",
-                "-e",
-                f"gateway_evaluate_concurrency={concurrency}",
-                "-e",
-                f"gateway_evaluate_results_dir={results_dir}",
-                "-e",
-                "gateway_evaluate_budget=0",
-            ],
-            env={"ANSIBLE_FORCE_COLOR": "0"},
-            timeout=PLAYBOOK_TIMEOUT_S,
+        playbook(
+            "playbooks/evaluate.yml",
+            "--limit",
+            EVALUATED_HOST,
+            "-e",
+            f"gateway_evaluate_requests={requests}",
+            "-e",
+            f"gateway_evaluate_concurrency={concurrency}",
+            "-e",
+            f"gateway_evaluate_results_dir={results_dir}",
+            "-e",
+            "gateway_evaluate_budget=0",
         )
         results = Path(results_dir) / EVALUATED_HOST / "latest" / "results.json"
         return json.loads(results.read_text())["summary"]
