@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_gateway_tools import cli_support
 from mlflow_gateway_tools.cli_support import CommandError, check_writable, write_file_atomically
 
 
@@ -38,7 +37,7 @@ def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_partial_one(
     def disk_full(_fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(cli_support.os, "fsync", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)  # the process's, which cli_support calls
     with pytest.raises(CommandError) as error:
         write_file_atomically(path, "x" * 100_000, "--html")
     assert path.read_text() == "earlier report"

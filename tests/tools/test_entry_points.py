@@ -1,4 +1,4 @@
-"""`pip install -e .` gives the four commands, each also runnable with `python -m`."""
+"""`pip install -e .` gives the five commands, each also runnable with `python -m`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ COMMANDS = {
     "analyze-costs": "costs",
     "fake-openai": "fake_openai",
     "gateway-launcher": "launcher",
+    "gateway-ledger": "launcher.ledger_cli",
 }
 
 

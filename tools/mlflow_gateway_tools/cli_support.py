@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -9,6 +10,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -20,6 +22,14 @@ EXIT_USAGE = 2  # bad input or an unusable environment; nothing was changed
 
 class CommandError(Exception):
     """A problem the user can fix; the message names the bad value and the fix."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (not the usage block first): the bad value,
+    argparse's own hint (the valid choices, the expected type) and where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def run_command(prog: str, body: Callable[[], int]) -> int:
@@ -82,8 +92,13 @@ def _partial_name(path: Path) -> Path:
 def check_writable(path: Path, option: str) -> None:
     """Fail before any work when `path`'s directory cannot take a file (missing, read-only,
     no permission); a full disk can only show at the real write."""
+    if path.is_dir():  # the probe beside it would succeed, the final rename would not
+        error = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        raise CommandError(_unwritable(path, option, error))
     probe = _partial_name(path)
     try:
+        if path.is_dir():  # the probe beside it would pass; only the final rename would fail
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         probe.open("x").close()
         probe.unlink()
     except OSError as error:

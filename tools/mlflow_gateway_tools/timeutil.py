@@ -34,9 +34,19 @@ def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
     value = text.strip()
     if match := _RELATIVE.match(value):
         amount, unit = match.groups()
-        return (now or datetime.now(UTC)) - timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+        except OverflowError:  # timedelta and datetime stop at year 1
+            raise ValueError(
+                f"{text!r} reaches back before the year 1; use a smaller age or an ISO date"
+            ) from None
     try:
-        return parse_iso(value)
+        # In UTC here, so a time at the very end of year 9999 fails now, not when printed.
+        return parse_iso(value).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} is out of range; use a time between the years 1 and 9999"
+        ) from None
     except ValueError:
         raise ValueError(
             f"{text!r} is not a time: use an ISO date or time (2026-11-27, "
