@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -78,8 +79,8 @@ def test_each_route_writes_one_line_with_the_responses_usage(
         "endpoint": "chat",
         "endpoint_type": "llm/v1/chat",
         "provider": "openai",
-        "model_configured": "gpt-4o-mini",
-        "model_returned": "gpt-4o-mini-2024-07-18",
+        "model_configured": "gpt-4.1-mini",
+        "model_returned": "gpt-4.1-mini-2025-04-14",
         "status": 200,
         "latency_ms": None,
         "stream": False,
@@ -114,7 +115,7 @@ def test_a_streamed_request_logs_the_final_usage_and_time_to_first_byte(
     [line] = gateway.new_usage_lines(1)
     assert line["stream"] is True
     assert 0 < line["ttfb_ms"] <= line["latency_ms"]
-    assert line["model_returned"] == "gpt-4o-mini-2024-07-18"
+    assert line["model_returned"] == "gpt-4.1-mini-2025-04-14"
     assert line["prompt_tokens"] == usage["prompt_tokens"]
     assert line["completion_tokens"] == usage["completion_tokens"]
     assert line["cached_tokens"] == usage["prompt_tokens_details"]["cached_tokens"]
@@ -267,6 +268,39 @@ def test_config_changes_reload_gracefully_and_bad_configs_are_refused(
         "the key-file refusal",
     )
     assert requests.post(f"{served.url}/gateway/chat/invocations", json=CHAT_BODY, timeout=10).ok
+
+
+def served_state(served: LauncherGateway) -> dict[str, Any]:
+    """The launcher's record of what it serves (active-state.json in its state directory)."""
+    (state_dir,) = served.config_path.parent.glob("gateway-launcher-*")
+    return json.loads((state_dir / "active-state.json").read_text())
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_launcher_records_the_hashes_of_the_config_and_key_it_serves(
+    launch_gateway: Callable[..., LauncherGateway], fake: FakeOpenAI
+) -> None:
+    """What a deploy compares with the files on the host: hashes only, never the key."""
+    served = launch_gateway()
+    assert served_state(served) == {
+        "config_sha256": sha256_of(served.config_path.read_bytes()),
+        "key_sha256": {str(served.key_file): sha256_of(fake.key.encode())},
+    }
+    assert fake.key not in json.dumps(served_state(served))
+
+    # A key rotated on disk is recorded once the launcher has reloaded with it.
+    served.key_file.write_text("sk-lab-fake-key-2")
+    wait_until(
+        lambda: (
+            served_state(served)["key_sha256"][str(served.key_file)]
+            == sha256_of(b"sk-lab-fake-key-2")
+        ),
+        "the new key's hash in active-state.json",
+    )
+    assert served_state(served)["config_sha256"] == sha256_of(served.config_path.read_bytes())
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_leaves_no_process(

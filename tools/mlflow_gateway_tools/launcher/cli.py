@@ -3,6 +3,13 @@
 The process execs gunicorn, so gunicorn's master is what receives signals: SIGTERM stops
 gracefully (no orphans), SIGHUP reloads gracefully. Before the exec, stdout is moved aside:
 the usage log keeps the real stdout, and everything else written to fd 1 lands on stderr.
+
+With --ledger-dir, each worker also appends every usage line to a durable per-day file there
+(launcher/ledger_writer.py), and the master compresses finished days and applies the
+retention (launcher/ledger_master.py); `gateway-ledger status` reports on it.
+
+MLflow's upstream calls share one pooled session per worker (launcher/upstream_pool.py);
+MGW_UPSTREAM_POOL=off gives back MLflow's own new connection per request.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 from mlflow_gateway_tools.cli_support import CommandError, disable_mlflow_telemetry, run_command
 from mlflow_gateway_tools.launcher.app import USAGE_LOG_FD_ENV
@@ -21,6 +29,12 @@ from mlflow_gateway_tools.launcher.hooks import (
     SOURCE_CONFIG_ENV,
     STATE_DIR_ENV,
 )
+from mlflow_gateway_tools.launcher.ledger_options import (
+    add_ledger_options,
+    ledger_environment,
+    ledger_settings,
+)
+from mlflow_gateway_tools.launcher.pool_settings import PoolSettings
 
 PROG = "gateway-launcher"
 APP_FACTORY = "mlflow_gateway_tools.launcher.app:create_app()"
@@ -64,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(tempfile.gettempdir()),
         help="where the last valid config copy is kept while running",
     )
+    add_ledger_options(parser)
     return parser
 
 
@@ -89,6 +104,11 @@ def _validate(args: argparse.Namespace) -> None:
         )
     if not args.state_dir.is_dir():
         raise CommandError(f"--state-dir {args.state_dir} is not a directory; create it first")
+    args.ledger = ledger_settings(args)
+    try:
+        PoolSettings.from_env()  # the workers read it; a bad value must stop the start here
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def gunicorn_argv(args: argparse.Namespace) -> list[str]:
@@ -127,6 +147,7 @@ def _prepare_environment(args: argparse.Namespace) -> None:
             "MLFLOW_GATEWAY_RESOLVE_API_KEY_FROM_FILE": "true",
         }
     )
+    ledger_environment(args.ledger, os.environ)
 
 
 def _move_stdout_aside() -> None:
@@ -138,13 +159,12 @@ def _move_stdout_aside() -> None:
     os.environ[USAGE_LOG_FD_ENV] = str(usage_fd)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> NoReturn:
     _validate(args)
     _prepare_environment(args)
     _move_stdout_aside()
     argv = gunicorn_argv(args)
     os.execv(argv[0], argv)  # noqa: S606 - exec, so gunicorn becomes the signalled process
-    return 0  # not reached: exec replaced this process
 
 
 def main(argv: list[str] | None = None) -> int:

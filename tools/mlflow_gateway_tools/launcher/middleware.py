@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Takes one whole JSON line and the UTC day (YYYY-MM-DD) the request arrived on.
+UsageWriter = Callable[[bytes, str], None]
 
 LOGGED_PREFIXES = ("/v1/", "/gateway/", "/endpoints/")
 MAX_BUFFERED_RESPONSE_BYTES = 8 * 1024 * 1024  # past this, usage of a plain JSON body is skipped
@@ -44,13 +46,25 @@ class EndpointInfo:
     model: str | None
 
 
-def write_to_fd(fd: int) -> Callable[[bytes], None]:
+def write_to_fd(fd: int) -> UsageWriter:
     """A writer that puts each line on `fd` with one write call (atomic below PIPE_BUF)."""
 
-    def write(line: bytes) -> None:
+    def write(line: bytes, _day: str) -> None:
         view = memoryview(line)
         while view:
             view = view[os.write(fd, view) :]
+
+    return write
+
+
+def write_to_both(first: UsageWriter, second: UsageWriter) -> UsageWriter:
+    """Each line to `first`, then to `second` even when `first` raised."""
+
+    def write(line: bytes, day: str) -> None:
+        try:
+            first(line, day)
+        finally:
+            second(line, day)
 
     return write
 
@@ -181,7 +195,7 @@ def describe_failure(error: BaseException) -> str:
     return short_error_text(f"{type(error).__name__}: {error}")
 
 
-def _is_event_stream(headers: Any) -> bool:
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name.lower() == b"content-type":
             return value.startswith(b"text/event-stream")
@@ -213,7 +227,7 @@ class UsageLogMiddleware:
         self,
         app: ASGIApp,
         endpoints: Mapping[str, EndpointInfo],
-        write: Callable[[bytes], None],
+        write: UsageWriter,
     ) -> None:
         self.app = app
         self.endpoints = endpoints
@@ -231,4 +245,5 @@ class UsageLogMiddleware:
             raise
         finally:
             record = exchange.record(self.endpoints)
-            self.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+            line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+            self.write(line, record["ts"][:10])
