@@ -1,22 +1,25 @@
 """Streaming, constant-memory cost aggregation.
 
-Records are folded into integer token counters per (model, endpoint, client, hour) cell;
-nothing per request is kept beyond a short sample. Costs are computed once per cell at
-the end with exact decimals. Cost is linear in tokens for a fixed model, so a cell's cost
-equals the sum of its requests' costs, and every grouping (model, endpoint, client, day,
-time) is an exact sum of cells.
+Records are folded into integer token counters per (model, endpoint, client, hour, band)
+cell; nothing per request is kept beyond a short sample. Costs are computed once per cell at
+the end with exact decimals, at the prices valid in the cell's hour (OpenAI's prices change on
+whole UTC days, so an hour never spans a change). The band keeps requests above a
+long-context tier start apart from the others (pricing.band_of). Within a cell cost is linear
+in tokens, so a cell's cost equals the sum of its requests' costs, and every grouping (model,
+endpoint, client, day, time) is an exact sum of cells.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any, Protocol
 
-from mlflow_gateway_tools.pricing import Price, PriceTable
-from mlflow_gateway_tools.timeutil import format_iso
+from mlflow_gateway_tools.pricing import TIER_STARTS, Price, PriceTable, band_of, band_prompt
+from mlflow_gateway_tools.timeutil import format_iso, parse_iso
 
 UNKNOWN = "(unknown)"
 NO_CLIENT = "(none)"
@@ -91,10 +94,32 @@ class TimeWindow:
     def of(cls, since: datetime | None, until: datetime | None) -> TimeWindow:
         return cls(format_iso(since) if since else None, format_iso(until) if until else None)
 
+    def days(self) -> tuple[date | None, date | None]:
+        """The first and last UTC day the window touches (None: open), for day files."""
+        first = date.fromisoformat(self.since[:10]) if self.since else None
+        last = None
+        if self.until:
+            last = date.fromisoformat(self.until[:10])
+            if self.until[10:] == "T00:00:00.000Z":  # exclusive: midnight ends the day before
+                last -= timedelta(days=1)
+        return first, last
+
+    def describe(self) -> str:
+        if self.since is None and self.until is None:
+            return "all days"
+        return f"{self.since or 'the start'} .. {self.until or 'now'}"
+
     def contains(self, ts: str | None) -> bool:
         if ts is None:
             return self.since is None and self.until is None
         return (self.since is None or ts >= self.since) and (self.until is None or ts < self.until)
+
+
+class PriceName(Protocol):
+    """What a report shows of a price row: its name (a merged report knows only that)."""
+
+    @property
+    def model(self) -> str: ...
 
 
 @dataclass
@@ -108,19 +133,47 @@ class PricedRequest:
 class CostReport:
     totals: Counters
     cost: Decimal
-    groups: dict[str, list[GroupRow]]
+    groups: dict[str, list[GroupRow]]  # model, endpoint, client, day (and host when merged)
     timeline: list[tuple[str, str, Decimal]]  # (hour, model, cost)
     unpriced: list[GroupRow]
-    price_rows: dict[str, Price | None]  # model as seen -> price row used
+    price_rows: Mapping[str, PriceName | None]  # model as seen -> the price row, None: no price
     requests: list[PricedRequest]
     requests_listed_all: bool
     first_ts: str | None
     last_ts: str | None
+    window: TimeWindow = field(default_factory=TimeWindow)
+    price_source: dict[str, Any] | None = None  # what priced it: library, version, overrides
 
     @property
     def average_cost(self) -> Decimal:
         priced = self.totals.requests - sum(row.counters.requests for row in self.unpriced)
         return self.cost / priced if priced else Decimal(0)
+
+
+def request_time(ts: str | None) -> datetime | None:
+    """When a request ran, for its price period; None (priced at today's prices) when the
+    time is absent or unreadable."""
+    if not ts:
+        return None
+    try:
+        return parse_iso(ts)
+    except (ValueError, OverflowError):
+        return None
+
+
+def hour_time(hour: str) -> datetime | None:
+    """The start of a cell's hour (`2026-11-27T10`), or None for UNKNOWN / unreadable."""
+    if hour == UNKNOWN:
+        return None
+    try:
+        return datetime.fromisoformat(hour + ":00:00").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def by_cost(rows: Iterable[GroupRow]) -> list[GroupRow]:
+    """A grouping's rows as reports list them: most expensive first, then by name."""
+    return sorted(rows, key=lambda row: (-row.cost, row.key))
 
 
 class Aggregator:
@@ -129,7 +182,7 @@ class Aggregator:
     def __init__(self, window: TimeWindow | None = None, keep_all_requests: bool = False) -> None:
         self.window = window or TimeWindow()
         self.keep_all_requests = keep_all_requests
-        self.cells: defaultdict[tuple[str, str, str, str], Counters] = defaultdict(Counters)
+        self.cells: defaultdict[tuple[str, str, str, str, int], Counters] = defaultdict(Counters)
         self.sample: list[UsageRecord] = []
         self.seen = 0
         self.skipped_by_time = 0
@@ -137,21 +190,28 @@ class Aggregator:
         self.last_ts: str | None = None
 
     def add(self, record: UsageRecord) -> None:
-        if not self.window.contains(record.ts):
+        """Once per request: the hot path of a million-line ledger, hence the local names."""
+        ts = record.ts
+        window = self.window
+        if (window.since is not None or window.until is not None) and not window.contains(ts):
             self.skipped_by_time += 1
             return
         self.seen += 1
-        ts = record.ts
         if ts is not None:
-            if self.first_ts is None or ts < self.first_ts:
+            first = self.first_ts
+            if first is None or ts < first:
                 self.first_ts = ts
-            if self.last_ts is None or ts > self.last_ts:
+            last = self.last_ts
+            if last is None or ts > last:
                 self.last_ts = ts
+        prompt = record.prompt_tokens
         key = (
             record.model or UNKNOWN,
             record.endpoint or UNKNOWN,
             record.client or NO_CLIENT,
             ts[:13] if ts else UNKNOWN,
+            # bisect_left(TIER_STARTS, prompt), inlined for the one start OpenAI has
+            (prompt > TIER_STARTS[0]) if len(TIER_STARTS) == 1 else band_of(prompt),
         )
         self.cells[key].add(record)
         if self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE:
@@ -160,6 +220,23 @@ class Aggregator:
     def add_all(self, records: Iterable[UsageRecord]) -> None:
         for record in records:
             self.add(record)
+
+    def merge(self, other: Aggregator) -> None:
+        """Fold in another Aggregator of the same window (one that read other files): integer
+        counters add up exactly, so the merged report equals one that read everything."""
+        cells = self.cells
+        for key, counters in other.cells.items():
+            cells[key].merge(counters)
+        self.seen += other.seen
+        self.skipped_by_time += other.skipped_by_time
+        for ts in (other.first_ts, other.last_ts):
+            if ts is not None:
+                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        if self.keep_all_requests:
+            self.sample += other.sample
+        else:  # add() keeps one more than listed, to know the list would be cut
+            self.sample += other.sample[: REQUEST_SAMPLE_SIZE + 1 - len(self.sample)]
 
     def report(self, prices: PriceTable) -> CostReport:
         totals = Counters()
@@ -170,15 +247,22 @@ class Aggregator:
         timeline: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
         unpriced: dict[str, GroupRow] = {}
         price_rows: dict[str, Price | None] = {}
-        for (model, endpoint, client, hour), counters in self.cells.items():
-            price = prices.lookup(model if model != UNKNOWN else None)
-            price_rows[model] = price
+        times: dict[str, datetime | None] = {}
+        for (model, endpoint, client, hour, band), counters in self.cells.items():
+            if hour not in times:
+                times[hour] = hour_time(hour)
+            price = prices.lookup(model if model != UNKNOWN else None, times[hour])
+            if price is not None or model not in price_rows:
+                price_rows[model] = price  # a priced cell names the row, whichever period
             totals.merge(counters)
             cost = Decimal(0)
             is_unpriced = price is None and counters.has_tokens
             if price is not None:
                 cost = price.cost(
-                    counters.prompt_tokens, counters.cached_tokens, counters.completion_tokens
+                    counters.prompt_tokens,
+                    counters.cached_tokens,
+                    counters.completion_tokens,
+                    band_prompt(int(band)),
                 )
             if is_unpriced:
                 unpriced.setdefault(model, GroupRow(model)).counters.merge(counters)
@@ -199,10 +283,7 @@ class Aggregator:
         return CostReport(
             totals=totals,
             cost=total_cost,
-            groups={
-                name: sorted(rows.values(), key=lambda row: (-row.cost, row.key))
-                for name, rows in groupings.items()
-            },
+            groups={name: by_cost(rows.values()) for name, rows in groupings.items()},
             timeline=sorted((hour, model, cost) for (hour, model), cost in timeline.items()),
             unpriced=sorted(unpriced.values(), key=lambda row: row.key),
             price_rows=price_rows,
@@ -210,11 +291,13 @@ class Aggregator:
             requests_listed_all=listed_all,
             first_ts=self.first_ts,
             last_ts=self.last_ts,
+            window=self.window,
+            price_source=prices.source(),
         )
 
     @staticmethod
     def _priced(record: UsageRecord, prices: PriceTable) -> PricedRequest:
-        price = prices.lookup(record.model)
+        price = prices.lookup(record.model, request_time(record.ts))
         cost = (
             price.cost(record.prompt_tokens, record.cached_tokens, record.completion_tokens)
             if price is not None

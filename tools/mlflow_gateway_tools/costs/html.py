@@ -1,4 +1,8 @@
-"""One self-contained HTML cost report with inline SVG charts (no scripts, no CDN)."""
+"""One self-contained HTML cost report with inline SVG charts (no scripts, no CDN).
+
+Every text that came from data (names, sources, times) goes through `_text`: made printable and
+HTML-escaped, quotes included, so it is the same in element content and in attributes. The page
+has no <script> at all, so no name can end one."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from importlib import resources
 from string import Template
 
 from mlflow_gateway_tools.costs.aggregate import CostReport, GroupRow
-from mlflow_gateway_tools.costs.report import GROUPINGS, money
+from mlflow_gateway_tools.costs.display import printable
+from mlflow_gateway_tools.costs.report import money, period_text, price_source_text
 from mlflow_gateway_tools.timeutil import utc_now_iso
 
 HOURLY_SPAN_LIMIT = 72  # more hourly buckets than this are drawn per day
@@ -20,6 +25,11 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 CHART_WIDTH = 760
 LABEL_WIDTH = 220
 BAR_HEIGHT = 22
+
+
+def _text(value: object) -> str:
+    """Data as HTML text: printable, bounded, escaped."""
+    return escape(printable(value))
 
 
 def _timeline(report: CostReport) -> list[tuple[str, Decimal]]:
@@ -50,14 +60,14 @@ def column_chart(points: list[tuple[str, Decimal]], caption: str) -> str:
         y = height - bottom - bar_height
         bars.append(
             f'<rect x="{x + slot * 0.1:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" '
-            f'height="{bar_height:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: '
+            f'height="{bar_height:.1f}" fill="{PALETTE[0]}"><title>{_text(label)}: '
             f"{money(cost)}</title></rect>"
         )
         if index % label_every == 0:
             anchor_x, anchor_y = x + slot / 2, height - bottom + 12
             bars.append(
                 f'<text x="{anchor_x:.1f}" y="{anchor_y}" font-size="11" text-anchor="end" '
-                f'transform="rotate(-40 {anchor_x:.1f} {anchor_y})">{escape(label)}</text>'
+                f'transform="rotate(-40 {anchor_x:.1f} {anchor_y})">{_text(label)}</text>'
             )
     return (
         f'<svg role="img" aria-label="{escape(caption)}" width="{CHART_WIDTH}" '
@@ -86,7 +96,7 @@ def bar_chart(
         x = float(LABEL_WIDTH)
         shapes.append(
             f'<text x="{LABEL_WIDTH - 6}" y="{y + 15}" font-size="12" '
-            f'text-anchor="end">{escape(label)}</text>'
+            f'text-anchor="end">{_text(label)}</text>'
         )
         for part_index, (part_name, value) in enumerate(parts):
             width = value * scale
@@ -130,7 +140,7 @@ def _group_table(report: CostReport, grouping: str) -> str:
             counters.completion_tokens,
         )
         body.append(
-            f"<tr><td>{escape(row.key)}</td>"
+            f"<tr><td>{_text(row.key)}</td>"
             + "".join(f"<td class=n>{value:,}</td>" for value in cells)
             + f"<td class=n>{escape(cost)}</td></tr>"
         )
@@ -155,17 +165,18 @@ def render_html(report: CostReport, sources: list[str]) -> str:
     template = Template(resources.files(__package__).joinpath("report_template.html").read_text())
     totals = report.totals
     summary = (
-        ("Sources", ", ".join(sources)),
-        ("Period", f"{report.first_ts or '?'} .. {report.last_ts or '?'}"),
+        ("Sources", ", ".join(printable(source, 400) for source in sources)),
+        ("Period", period_text(report)),
         ("Requests", f"{totals.requests:,} ({totals.failed:,} failed)"),
         ("Prompt tokens", f"{totals.prompt_tokens:,} ({totals.cached_tokens:,} cached)"),
         ("Completion tokens", f"{totals.completion_tokens:,}"),
         ("Total cost", money(report.cost)),
         ("Average per priced request", money(report.average_cost)),
+        ("Prices", price_source_text(report.price_source)),
     )
     unpriced = ""
     if report.unpriced:
-        names = ", ".join(escape(row.key) for row in report.unpriced)
+        names = ", ".join(_text(row.key) for row in report.unpriced)
         unpriced = (
             f'<p class="warn">Unpriced models (not in the total): {names}. '
             "Add them with <code>--pricing FILE</code>.</p>"
@@ -187,5 +198,5 @@ def render_html(report: CostReport, sources: list[str]) -> str:
         tokens_by_model=bar_chart(
             _token_rows(models), "tokens by model", lambda tokens: f"{tokens:,.0f} tokens"
         ),
-        tables="".join(_group_table(report, grouping) for grouping in GROUPINGS),
+        tables="".join(_group_table(report, grouping) for grouping in report.groups),
     )

@@ -8,13 +8,17 @@ import json
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mlflow_gateway_tools import ledger_files
 from mlflow_gateway_tools.cli_support import CommandError
 from mlflow_gateway_tools.costs.aggregate import UsageRecord
+from mlflow_gateway_tools.costs.jsonline import NotJSON, parse_from
+from mlflow_gateway_tools.input_files import read_json
 from mlflow_gateway_tools.timeutil import format_iso, parse_iso
 from mlflow_gateway_tools.usage import model_and_usage
 
@@ -23,8 +27,10 @@ MAX_EXAMPLES = 5
 EXAMPLE_CHARS = 120
 DOCKER_TIMEOUT_SECONDS = 30
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+# A count no response has; past 64 bits orjson reads a number as a float, so beyond this
+# bound a line is malformed with or without it (and costs stay exact in 28 digits).
+TOKEN_LIMIT = 2**63
 CANONICAL_TS_LENGTH = len("2026-11-27T12:00:00.000Z")
-_decode_json = json.JSONDecoder().raw_decode  # skips json.loads' per-call encoding checks
 
 
 @dataclass
@@ -33,6 +39,16 @@ class ParseIssues:
 
     count: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
+    # Files whose end could not be read (a corrupt or truncated .gz): source, reason, lines.
+    damaged_files: list[dict[str, Any]] = field(default_factory=list)
+
+    def damaged(self, origin: str, reason: str, lines_read: int) -> None:
+        self.damaged_files.append({"source": origin, "reason": reason, "lines": lines_read})
+
+    def merge(self, other: ParseIssues) -> None:
+        self.count += other.count
+        self.examples += other.examples[: MAX_EXAMPLES - len(self.examples)]
+        self.damaged_files += other.damaged_files
 
     def add(self, origin: str, line_number: int, reason: str, text: str) -> None:
         self.count += 1
@@ -64,12 +80,13 @@ def _tokens(entry: dict[str, Any]) -> tuple[int, int, int, int]:
         or type(completion) is not int
         or type(cached) is not int
         or type(reasoning) is not int
-        or min(counts) < 0
+        # The OR is negative if any count is, and >= the bound if any count is.
+        or not 0 <= (prompt | completion | cached | reasoning) < TOKEN_LIMIT
     ):
         bad = next(
             (name, value)
             for name, value in zip(TOKEN_FIELDS, counts, strict=True)
-            if type(value) is not int or value < 0
+            if type(value) is not int or not 0 <= value < TOKEN_LIMIT
         )
         raise BadRecord(f"{bad[0]} must be a whole number >= 0, got {bad[1]!r}")
     return counts
@@ -84,7 +101,7 @@ def _canonical_ts(value: Any) -> str | None:
         return value  # the usage log's own format: the fast path
     try:
         return format_iso(parse_iso(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # overflow: year 9999 or 1 moved into UTC
         raise BadRecord(f"ts {value!r} is not an ISO 8601 time") from None
 
 
@@ -95,6 +112,23 @@ def _status(entry: dict[str, Any]) -> int | None:
     return status
 
 
+def _names(model: Any, endpoint: Any, client: Any) -> tuple[str | None, str | None, str | None]:
+    """Model, endpoint and client as they may be grouped: strings or absent. Anything else
+    (a number, a list) would make the grouping mix types; the line is malformed instead."""
+    if (
+        (model is None or type(model) is str)
+        and (endpoint is None or type(endpoint) is str)
+        and (client is None or type(client) is str)
+    ):
+        return model, endpoint, client
+    name, value = next(
+        (name, value)
+        for name, value in (("model", model), ("endpoint", endpoint), ("client", client))
+        if value is not None and type(value) is not str
+    )
+    raise BadRecord(f"{name} must be a string, got {value!r}")
+
+
 def record_from_log_entry(
     entry: dict[str, Any], origin: str, model_override: str | None
 ) -> UsageRecord:
@@ -102,11 +136,16 @@ def record_from_log_entry(
     status = _status(entry)
     get = entry.get
     prompt, completion, cached, reasoning = _tokens(entry)
-    return UsageRecord(
-        _canonical_ts(get("ts")),
+    model, endpoint, client = _names(
         model_override or get("model_returned") or get("model_configured"),
         get("endpoint"),
         get("client"),
+    )
+    return UsageRecord(
+        _canonical_ts(get("ts")),
+        model,
+        endpoint,
+        client,
         status,
         status is None or status >= 400 or get("error") is not None,
         prompt,
@@ -126,11 +165,16 @@ def record_from_result(
         entry = {**entry, "model_returned": model, **usage.as_dict()}
     status = _status(entry)
     prompt, completion, cached, reasoning = _tokens(entry)
+    model, endpoint, client = _names(
+        model_override or entry.get("model_returned") or entry.get("model"),
+        entry.get("endpoint"),
+        entry.get("client"),
+    )
     return UsageRecord(
         ts=_canonical_ts(entry.get("ts")),
-        model=model_override or entry.get("model_returned") or entry.get("model"),
-        endpoint=entry.get("endpoint"),
-        client=entry.get("client"),
+        model=model,
+        endpoint=endpoint,
+        client=client,
         status=status,
         failed=entry.get("ok") is False
         or entry.get("success") is False
@@ -147,33 +191,45 @@ def record_from_result(
 def iter_log_lines(
     origin: str, lines: Iterable[bytes], issues: ParseIssues, model_override: str | None
 ) -> Iterator[UsageRecord]:
-    """Usage records from JSON lines; other JSON events are skipped, junk is counted."""
-    for number, raw in enumerate(lines, start=1):
-        line = raw.decode("utf-8", "replace")
-        start = line.find("{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
-        if start < 0:
-            if line.strip():
-                issues.add(origin, number, "not JSON", line)
-            continue
-        try:
-            entry = _decode_json(line, start)[0]
-        except ValueError:
-            issues.add(origin, number, "not JSON", line)
-            continue
-        if type(entry) is not dict or entry.get("event") != USAGE_EVENT:
-            continue
-        try:
-            yield record_from_log_entry(entry, f"{origin}:{number}", model_override)
-        except BadRecord as error:
-            issues.add(origin, number, str(error), line)
+    """Usage records from JSON lines; other JSON events are skipped, junk is counted. A read
+    error part way (a corrupt or truncated .gz, an I/O error) ends the file: the lines before
+    it count and the file is listed in `issues.damaged_files`."""
+    number = 0
+    try:
+        for number, raw in enumerate(lines, start=1):
+            start = raw.find(b"{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
+            if start < 0:
+                if raw.strip():
+                    issues.add(origin, number, "not JSON", raw.decode("utf-8", "replace"))
+                continue
+            try:
+                entry = parse_from(raw, start)
+            except NotJSON:
+                issues.add(origin, number, "not JSON", raw.decode("utf-8", "replace"))
+                continue
+            if type(entry) is not dict or entry.get("event") != USAGE_EVENT:
+                continue
+            try:
+                yield record_from_log_entry(entry, f"{origin}:{number}", model_override)
+            except BadRecord as error:
+                issues.add(origin, number, str(error), raw.decode("utf-8", "replace"))
+    except (OSError, EOFError, zlib.error) as error:
+        issues.damaged(origin, str(error) or type(error).__name__, number)
 
 
-def _open_log(path: Path) -> IO[bytes]:
+def _open_log(path: Path) -> IO[bytes] | gzip.GzipFile:
     if str(path) == "-":
         return sys.stdin.buffer
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
-    return path.open("rb")
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        # A ledger day compressed between listing and reading: its .gz holds every line.
+        compressed = path.with_name(path.name + ".gz")
+        if path.name.endswith(ledger_files.PLAIN_SUFFIX) and compressed.is_file():
+            return gzip.open(compressed, "rb")
+        raise
 
 
 def iter_log_file(
@@ -193,15 +249,7 @@ def iter_log_file(
 def iter_results_file(
     path: Path, issues: ParseIssues, model_override: str | None
 ) -> Iterator[UsageRecord]:
-    try:
-        document = json.loads(path.read_bytes())
-    except OSError as error:
-        raise CommandError(
-            f"cannot read --response-file {path}: {error.strerror}; "
-            "run evaluate-gateway --output FILE first"
-        ) from None
-    except ValueError as error:
-        raise CommandError(f"--response-file {path} is not JSON: {error}") from None
+    document = read_json(path, "--response-file", "run evaluate-gateway --output FILE first")
     entries = document
     if isinstance(document, dict):
         entries = document.get("requests", document.get("results"))
