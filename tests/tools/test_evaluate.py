@@ -43,7 +43,8 @@ def test_builtin_cases_stream_through_the_gateway(
     assert summary["tokens"]["prompt_tokens"] == sum(r["prompt_tokens"] for r in records)
     assert summary["cost"]["total_usd"] > 0
     assert {row["priced_as"] for row in summary["cost"]["by_model"]} == {
-        "gpt-4o-mini",
+        "gpt-4.1-mini",
+        "davinci-002",
         "text-embedding-3-small",
     }
     out = capsys.readouterr().out
@@ -58,7 +59,7 @@ def test_openai_route_and_token_straight_against_the_fake(
     cases.write_text(
         "cases:\n"
         "  - name: hello\n"
-        "    endpoint: gpt-4o-mini\n"
+        "    endpoint: gpt-4.1-mini\n"
         "    messages: [{role: user, content: Hello}]\n"
         "    max_tokens: 3\n"
     )
@@ -71,7 +72,7 @@ def test_openai_route_and_token_straight_against_the_fake(
     assert code == 0
     assert results is not None
     assert [r["completion_tokens"] for r in results["requests"]] == [3, 3, 3]
-    assert results["requests"][0]["model_returned"] == "gpt-4o-mini-2024-07-18"
+    assert results["requests"][0]["model_returned"] == "gpt-4.1-mini-2025-04-14"
 
 
 def test_error_rate_threshold(gateway: LauncherGateway, fake: FakeOpenAI, tmp_path: Path) -> None:

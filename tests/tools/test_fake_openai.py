@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -29,7 +30,7 @@ def post(
     return requests.post(f"{fake.api_base}{path}", json=body, headers=headers, timeout=10, **kwargs)
 
 
-def sse_events(response: requests.Response) -> list[object]:
+def sse_events(response: requests.Response) -> list[Any]:
     events = []
     for line in response.iter_lines():
         if line.startswith(b"data: "):
@@ -91,7 +92,7 @@ def test_stream_without_usage_when_the_client_declines_it(fake: FakeOpenAI) -> N
 
 def test_completions_embeddings_and_models(fake: FakeOpenAI) -> None:
     completion = post(
-        fake, "/completions", {"model": "gpt-4o-mini", "prompt": "Say hi", "max_tokens": 2}
+        fake, "/completions", {"model": "davinci-002", "prompt": "Say hi", "max_tokens": 2}
     )
     assert completion.json()["usage"]["prompt_tokens"] == 2
     assert completion.json()["choices"][0]["text"] == "Fake answer"
@@ -103,7 +104,8 @@ def test_completions_embeddings_and_models(fake: FakeOpenAI) -> None:
     models = requests.get(
         f"{fake.api_base}/models", headers={"Authorization": f"Bearer {LAB_KEY}"}, timeout=5
     )
-    assert "gpt-4o-mini-2024-07-18" in {model["id"] for model in models.json()["data"]}
+    listed = {model["id"] for model in models.json()["data"]}
+    assert {"gpt-4.1-mini-2025-04-14", "davinci-002", "text-embedding-3-small"} <= listed
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong-key-9"])
@@ -145,10 +147,26 @@ def test_a_delay_fault_makes_one_response_slow(fake: FakeOpenAI) -> None:
     assert time.monotonic() - started < 0.4
 
 
+def test_a_chunk_delay_fault_makes_one_stream_slow_between_chunks(fake: FakeOpenAI) -> None:
+    fake.control("POST", "faults", {"chunk_delay_ms": 50})
+    body = {**CHAT, "stream": True, "max_tokens": 4}
+    with post(fake, "/chat/completions", body, stream=True) as response:
+        lines = response.iter_lines()
+        first = next(lines)
+        first_at = time.monotonic()
+        chunks = 1 + sum(line.startswith(b"data: {") for line in lines)
+    assert first.startswith(b"data: {")
+    assert time.monotonic() - first_at >= 0.05 * (chunks - 1), "a wait before every chunk"
+    started = time.monotonic()
+    post(fake, "/chat/completions", body)
+    assert time.monotonic() - started < 0.05, "only the next request is slowed"
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
         ({"status": 200}, "status must be an HTTP error code"),
+        ({"chunk_delay_ms": -1}, "chunk_delay_ms must be an integer >= 0"),
         ({"status": 500, "count": 0}, "count must be an integer >= 1"),
         ({"status": 500, "body": "xml"}, "body must be one of"),
         ({"count": 2}, "give a status"),

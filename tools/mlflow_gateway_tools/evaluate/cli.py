@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mlflow_gateway_tools import __version__
 from mlflow_gateway_tools.cli_support import (
+    ArgumentParser,
     CommandError,
     check_writable,
     exit_status,
@@ -22,7 +25,14 @@ from mlflow_gateway_tools.cli_support import (
     stdout_console,
     write_file_atomically,
 )
-from mlflow_gateway_tools.evaluate.cases import Case, CaseFileError, builtin_cases, load_cases
+from mlflow_gateway_tools.evaluate.cases import (
+    KINDS,
+    Case,
+    CaseFileError,
+    builtin_cases,
+    endpoint_name_problem,
+    load_cases,
+)
 from mlflow_gateway_tools.evaluate.health import check_health, list_endpoints
 from mlflow_gateway_tools.evaluate.loop import LOOP_BATCH, Stopper, run_batches, stopping_on_signals
 from mlflow_gateway_tools.evaluate.progress import ProgressFile, terminal_progress
@@ -44,7 +54,7 @@ DEFAULT_OUTPUT = Path("gateway_results.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Evaluate an MLflow AI Gateway: health check, then real requests with "
         "latency, time to first token, errors, tokens and cost; writes a results file that "
@@ -158,41 +168,120 @@ def build_parser() -> argparse.ArgumentParser:
         "--pricing",
         type=Path,
         metavar="FILE",
-        help="YAML prices overriding or extending the packaged table",
+        help="YAML prices that win over genai-prices' (see templates/pricing.example.yaml)",
     )
     return parser
 
 
-def _validate(args: argparse.Namespace) -> None:
-    if not args.url.startswith(("http://", "https://")):
-        raise CommandError(f"--url {args.url!r} must start with http:// or https://")
-    args.url = args.url.rstrip("/")
-    for option, value in (
+def _check_url(url: str) -> str:
+    """The base URL without a trailing slash; refused unless requests can be sent to it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise CommandError(f"--url {url!r} is not a URL ({error}); e.g. {DEFAULT_URL}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandError(
+            f"--url {url!r} must start with http:// or https:// and name a host; e.g. {DEFAULT_URL}"
+        )
+    if parts.query or parts.fragment or any(char.isspace() for char in url):
+        raise CommandError(
+            f"--url {url!r} must be a base URL without spaces, ?query or #fragment; "
+            f"e.g. {DEFAULT_URL}"
+        )
+    return url.rstrip("/")
+
+
+def _check_token(token: str | None) -> None:
+    """An HTTP header carries only printable ASCII; the token itself is never echoed."""
+    for position, char in enumerate(token or ""):
+        if not char.isascii() or not char.isprintable() or char.isspace():
+            raise CommandError(
+                f"--token (GATEWAY_TOKEN) has {char!r} at position {position}, which an "
+                "Authorization header cannot carry; copy the token again without spaces, "
+                "line breaks or non-ASCII characters"
+            )
+
+
+def _positive(seconds: float) -> bool:
+    return math.isfinite(seconds) and seconds > 0
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for option, count in (
         ("--concurrency", args.concurrency),
         ("--repeat", args.repeat),
         ("--requests", args.requests),
     ):
-        if value is not None and value < 1:
-            raise CommandError(f"{option} {value} must be at least 1")
-    if args.duration is not None and args.duration <= 0:
-        raise CommandError(f"--duration {args.duration:g} must be more than 0 seconds")
-    if args.stop_file is not None:
-        if args.stop_file.exists():
-            raise CommandError(
-                f"--stop-file {args.stop_file} exists already, so no request would be sent; "
-                "remove it first"
-            )
-        if not args.stop_file.parent.is_dir():
-            raise CommandError(
-                f"--stop-file {args.stop_file}: there is no directory {args.stop_file.parent}, "
-                "so the file could never appear; create it or choose another path"
-            )
-    if args.timeout <= 0:
-        raise CommandError(f"--timeout {args.timeout:g} must be more than 0 seconds")
+        if count is not None and count < 1:
+            raise CommandError(f"{option} {count} must be at least 1")
+    # NaN passes a `<= 0` test and infinity never ends: a --duration of either sends forever.
+    if args.duration is not None and not _positive(args.duration):
+        raise CommandError(
+            f"--duration {args.duration:g} must be more than 0 seconds (a finite number); "
+            "use --until-stopped to run until stopped"
+        )
+    if not _positive(args.timeout):
+        raise CommandError(
+            f"--timeout {args.timeout:g} must be more than 0 seconds (a finite number)"
+        )
     if not 0 <= args.max_error_rate <= 1:
         raise CommandError(
             f"--max-error-rate {args.max_error_rate:g} is a fraction from 0 to 1 (0.05 = 5%)"
         )
+
+
+def _check_endpoint_options(args: argparse.Namespace) -> None:
+    for kind in KINDS:
+        option = f"--{kind}-endpoint"
+        if (problem := endpoint_name_problem(getattr(args, f"{kind}_endpoint"))) is not None:
+            raise CommandError(f"{option} {problem}")
+
+
+def _check_stop_file(stop_file: Path | None) -> None:
+    if stop_file is None:
+        return
+    if stop_file.exists():
+        raise CommandError(
+            f"--stop-file {stop_file} exists already, so no request would be sent; remove it first"
+        )
+    if not stop_file.parent.is_dir():
+        raise CommandError(
+            f"--stop-file {stop_file}: there is no directory {stop_file.parent}, "
+            "so the file could never appear; create it or choose another path"
+        )
+
+
+def _check_distinct_paths(args: argparse.Namespace) -> None:
+    """Each file option names its own file: results written over the test file destroy it,
+    and a --stop-file that is the --progress file stops the run before its first request."""
+    named = [
+        (option, path.resolve())
+        for option, path in (
+            ("--output", args.output),
+            ("--progress", args.progress),
+            ("--stop-file", args.stop_file),
+            ("--test-file", args.test_file),
+            ("--pricing", args.pricing),
+        )
+        if path is not None
+    ]
+    for position, (option, path) in enumerate(named):
+        for other_option, other_path in named[position + 1 :]:
+            if path == other_path:
+                raise CommandError(
+                    f"{option} and {other_option} both name {path}; give each its own file"
+                )
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Every check that needs no network, so a bad input costs no request."""
+    args.url = _check_url(args.url)
+    _check_token(args.token)
+    _check_numbers(args)
+    _check_endpoint_options(args)
+    _check_stop_file(args.stop_file)
+    _check_distinct_paths(args)
 
 
 def _select_cases(args: argparse.Namespace) -> tuple[list[Case], bool]:
@@ -208,8 +297,13 @@ def _select_cases(args: argparse.Namespace) -> tuple[list[Case], bool]:
         )
     except CaseFileError as error:
         raise CommandError(str(error)) from None
-    if args.cases:
+    if args.cases is not None:
         wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+        if not wanted:
+            raise CommandError(
+                f"--cases {args.cases!r} names no case; give names separated by commas "
+                f"(available: {', '.join(sorted(case.name for case in cases))})"
+            )
         known = {case.name for case in cases}
         if unknown := [name for name in wanted if name not in known]:
             raise CommandError(
@@ -289,12 +383,21 @@ def _execute(
     return records, time.perf_counter() - started, stopped
 
 
+def _one_line(message: str) -> str:
+    """A multi-line message (PyYAML's quotes the bad line and points a caret) as one line."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip(" ^"))
+
+
+def _load_prices(path: Path | None) -> PriceTable:
+    try:
+        return PriceTable.load(path)
+    except PricingError as error:
+        raise CommandError(_one_line(str(error))) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     _validate(args)
-    try:
-        prices = PriceTable.load(args.pricing)
-    except PricingError as error:
-        raise CommandError(str(error)) from None
+    prices = _load_prices(args.pricing)
     cases, builtin = _select_cases(args)
     for option, path in (("--output", args.output), ("--progress", args.progress)):
         if path is not None:

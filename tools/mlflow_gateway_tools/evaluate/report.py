@@ -7,9 +7,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlflow_gateway_tools.costs.aggregate import Aggregator
-from mlflow_gateway_tools.costs.report import usd
+from mlflow_gateway_tools.costs.display import plain
+from mlflow_gateway_tools.costs.report import price_source_text, usd
 from mlflow_gateway_tools.costs.sources import record_from_result
 from mlflow_gateway_tools.evaluate.runner import RequestRecord
 from mlflow_gateway_tools.pricing import PriceTable
@@ -67,6 +69,7 @@ def summarize_run(
                 if row.counters.has_tokens
             ],
             "unpriced_models": [row.key for row in costs.unpriced],
+            "price_source": costs.price_source,
         },
     }
 
@@ -113,8 +116,8 @@ def print_summary(console: Console, summary: dict[str, Any], url: str) -> None:
         cost.add_column(column, justify="left" if column in ("model", "priced as") else "right")
     for row in summary["cost"]["by_model"]:
         cost.add_row(
-            row["model"],
-            row["priced_as"] or "[red]no price[/red]",
+            plain(row["model"]),  # the upstream's name for it: data, never markup
+            plain(row["priced_as"]) if row["priced_as"] else Text("no price", style="red"),
             f"{row['requests']:,}",
             f"{row['prompt_tokens']:,}",
             f"{row['cached_tokens']:,}",
@@ -123,6 +126,11 @@ def print_summary(console: Console, summary: dict[str, Any], url: str) -> None:
         )
     console.print(cost)
     console.print(f"Total cost: [bold]${summary['cost']['total_usd']:,.6f}[/bold]")
+    console.print(
+        f"Prices: {price_source_text(summary['cost'].get('price_source'))}",
+        markup=False,
+        highlight=False,
+    )
     for problem in summary["first_errors"]:
         console.print(
             f"  failed {problem['case']}: {problem['status'] or 'no response'}: {problem['error']}",

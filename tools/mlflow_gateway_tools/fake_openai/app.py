@@ -18,6 +18,9 @@ from mlflow_gateway_tools.fake_openai.state import FakeState, Fault, FaultSpecEr
 STATE = web.AppKey("state", FakeState)
 KEYS = web.AppKey("keys", KeyRing)
 LATENCY_MS = web.AppKey("latency_ms", int)
+CHUNK_DELAY_MS = "chunk_delay_ms"  # a request's own wait before each streamed chunk
+# text-embedding-3-large's size, the most OpenAI serves; a bigger ask would build a huge reply.
+MAX_DIMENSIONS = 3072
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HTML_ERROR = (
@@ -98,9 +101,10 @@ async def upstream_behaviour(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     state = request.app[STATE]
     state.requests += 1
-    response = _auth_failure(request)
+    response: web.StreamResponse | None = _auth_failure(request)
     if response is None and (fault := state.next_fault()) is not None:
         await asyncio.sleep(fault.delay_ms / 1000)
+        request[CHUNK_DELAY_MS] = fault.chunk_delay_ms
         if fault.status is not None:
             response = _fault_response(fault)
     if response is None:
@@ -127,7 +131,7 @@ async def upstream_behaviour(request: web.Request, handler: Handler) -> web.Stre
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # not JSON, or not UTF-8
         raise BadRequest(f"We could not parse the JSON body of your request: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
@@ -160,7 +164,10 @@ def _include_usage(body: dict[str, Any]) -> bool:
 async def _stream(request: web.Request, chunks: list[dict[str, Any]]) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    chunk_delay = request.get(CHUNK_DELAY_MS, 0) / 1000
     for chunk in chunks:
+        if chunk_delay:
+            await asyncio.sleep(chunk_delay)
         await response.write(
             b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
         )
@@ -257,8 +264,15 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise BadRequest("'input' must be a string or a non-empty list of strings", "input")
     dimensions = body.get("dimensions")
-    if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
-        raise BadRequest(f"'dimensions' must be an integer >= 1, got {dimensions!r}", "dimensions")
+    if dimensions is not None and (
+        not isinstance(dimensions, int)
+        or isinstance(dimensions, bool)
+        or not 1 <= dimensions <= MAX_DIMENSIONS
+    ):
+        raise BadRequest(
+            f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}, got {dimensions!r}",
+            "dimensions",
+        )
     return web.json_response(responses.embeddings(model, inputs, dimensions))
 
 
@@ -274,7 +288,7 @@ async def queue_faults(request: web.Request) -> web.StreamResponse:
     try:
         spec = await request.json()
         fault, count = Fault.from_json(spec)
-    except (json.JSONDecodeError, FaultSpecError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, FaultSpecError) as error:
         return web.json_response({"error": f"bad fault spec: {error}"}, status=400)
     request.app[STATE].queue_fault(fault, count)
     return web.json_response({"queued": len(request.app[STATE].faults)})

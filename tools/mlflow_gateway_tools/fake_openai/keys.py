@@ -7,6 +7,21 @@ import sys
 from pathlib import Path
 
 
+def key_problem(key: str) -> str | None:
+    """Why `key` could never arrive in an Authorization header intact, or None."""
+    if not key:
+        return "is empty (an empty key would leave the fake open to any key)"
+    for position, char in enumerate(key):
+        if not char.isascii() or not char.isprintable() or char.isspace():
+            return f"has {char!r} at position {position}; a key is printable ASCII without spaces"
+    return None
+
+
+def _as_bytes(text: str) -> bytes:
+    # A header's non-UTF-8 bytes arrive as surrogates; hmac compares only ASCII str, any bytes.
+    return text.encode("utf-8", "surrogateescape")
+
+
 def mask_key(key: str) -> str:
     """How OpenAI echoes a wrong key: enough to recognise it, not enough to use it."""
     return key[:6] + "*" * max(len(key) - 10, 3) + key[-4:] if len(key) > 10 else "***"
@@ -25,6 +40,11 @@ class KeyRing:
             self._file_signature = self._signature(key_file)
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key accepted now: the fixed ones, then the key file's."""
+        return (*self._fixed, *self._file_keys)
+
+    @property
     def open(self) -> bool:
         """No keys configured at all: every request is accepted."""
         return not self._fixed and self._key_file is None
@@ -34,7 +54,8 @@ class KeyRing:
             return True
         self._refresh()
         # Constant-time compare: the fake should not teach a bad habit.
-        return any(hmac.compare_digest(token, key) for key in (*self._fixed, *self._file_keys))
+        token_bytes = _as_bytes(token)
+        return any(hmac.compare_digest(token_bytes, _as_bytes(key)) for key in self.keys)
 
     @staticmethod
     def _signature(path: Path) -> tuple[int, int, int]:
@@ -43,7 +64,7 @@ class KeyRing:
 
     @staticmethod
     def _read_file(path: Path) -> list[str]:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
         return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
     def _refresh(self) -> None:

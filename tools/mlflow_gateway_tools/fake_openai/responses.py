@@ -28,6 +28,8 @@ SNAPSHOTS = {
     "gpt-5-mini": "gpt-5-mini-2025-08-07",
 }
 EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
+# What OpenAI's legacy /v1/completions serves (the lab's completions endpoint uses davinci-002).
+COMPLETIONS_MODELS = ("davinci-002", "babbage-002", "gpt-3.5-turbo-instruct")
 DEFAULT_REPLY_TOKENS = 24
 TOKENS_PER_MESSAGE = 3  # role and separators, as OpenAI's own counting adds
 REPLY_PRIMING_TOKENS = 3
@@ -125,7 +127,7 @@ def chat_completion(model: str, words: list[str], usage: dict[str, Any]) -> dict
     }
 
 
-def chat_chunks(model: str, words: list[str], usage: dict[str, Any] | None) -> list[dict]:
+def chat_chunks(model: str, words: list[str], usage: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The chunk sequence of a streamed chat: role, one word per chunk, stop, usage."""
     envelope = _envelope("chat.completion.chunk", model)
 
@@ -157,7 +159,7 @@ def text_completion(model: str, words: list[str], usage: dict[str, Any]) -> dict
 
 def text_completion_chunks(
     model: str, words: list[str], usage: dict[str, Any] | None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     envelope = _envelope("text_completion", model)
     chunks = [
         {
@@ -201,7 +203,7 @@ def embeddings(model: str, inputs: list[str], dimensions: int | None) -> dict[st
 
 
 def model_list() -> dict[str, Any]:
-    names = [*SNAPSHOTS, *SNAPSHOTS.values(), *EMBEDDING_MODELS]
+    names = [*SNAPSHOTS, *SNAPSHOTS.values(), *COMPLETIONS_MODELS, *EMBEDDING_MODELS]
     return {
         "object": "list",
         "data": [

@@ -16,20 +16,24 @@ class FaultSpecError(ValueError):
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do to the next request: wait `delay_ms`, then fail with `status` (if set)."""
+    """What to do to the next request: wait `delay_ms`, then fail with `status` (if set); a
+    streamed answer waits `chunk_delay_ms` before each chunk (a slow model, mid-stream)."""
 
     status: int | None
     body: str
     delay_ms: int
+    chunk_delay_ms: int = 0
 
     @classmethod
     def from_json(cls, spec: Any) -> tuple[Fault, int]:
         """Validate a fault spec; returns the fault and how many requests it applies to."""
         if not isinstance(spec, dict):
             raise FaultSpecError('expected a JSON object like {"status": 429, "count": 1}')
-        unknown = sorted(set(spec) - {"status", "count", "body", "delay_ms"})
+        unknown = sorted(set(spec) - {"status", "count", "body", "delay_ms", "chunk_delay_ms"})
         if unknown:
-            raise FaultSpecError(f"unknown field(s) {unknown}; use status, count, body, delay_ms")
+            raise FaultSpecError(
+                f"unknown field(s) {unknown}; use status, count, body, delay_ms, chunk_delay_ms"
+            )
         status = spec.get("status")
         if status is not None and (not _is_int(status) or not 400 <= status <= 599):
             raise FaultSpecError(f"status must be an HTTP error code 400-599, got {status!r}")
@@ -40,11 +44,16 @@ class Fault:
         if body not in FAULT_BODIES:
             raise FaultSpecError(f"body must be one of {FAULT_BODIES}, got {body!r}")
         delay_ms = spec.get("delay_ms", 0)
-        if not _is_int(delay_ms) or delay_ms < 0:
-            raise FaultSpecError(f"delay_ms must be an integer >= 0, got {delay_ms!r}")
-        if status is None and delay_ms == 0:
-            raise FaultSpecError("give a status (to fail) or a delay_ms (to be slow), or both")
-        return cls(status=status, body=body, delay_ms=delay_ms), count
+        chunk_delay_ms = spec.get("chunk_delay_ms", 0)
+        for name, value in (("delay_ms", delay_ms), ("chunk_delay_ms", chunk_delay_ms)):
+            if not _is_int(value) or value < 0:
+                raise FaultSpecError(f"{name} must be an integer >= 0, got {value!r}")
+        if status is None and delay_ms == 0 and chunk_delay_ms == 0:
+            raise FaultSpecError(
+                "give a status (to fail) or a delay_ms or chunk_delay_ms (to be slow), or both"
+            )
+        fault = cls(status=status, body=body, delay_ms=delay_ms, chunk_delay_ms=chunk_delay_ms)
+        return fault, count
 
 
 def _is_int(value: Any) -> bool:
