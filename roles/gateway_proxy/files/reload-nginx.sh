@@ -2,7 +2,8 @@
 # Checks CONF with `nginx -t`, reloads nginx gracefully and returns only once every worker of
 # the previous configuration has exited: from then on no request can reach a server that the
 # new configuration left out. Fails when nginx refuses the reload or the drain takes longer
-# than TIMEOUT seconds.
+# than TIMEOUT seconds. Then records what nginx now serves (nginx-loaded, in the project's
+# image), which later runs compare with the files.
 set -eu
 conf=$1
 timeout=$2
@@ -27,6 +28,9 @@ while :; do
   done
   started=$(workers | grep -vxF "$(printf '%s\n' $previous)" || true)
   if [ -z "$remaining" ] && [ -n "$started" ]; then
+    if command -v nginx-loaded >/dev/null 2>&1; then
+      nginx-loaded record "$(dirname "$conf")"
+    fi
     exit 0
   fi
   if [ "$(date +%s)" -ge "$deadline" ]; then
