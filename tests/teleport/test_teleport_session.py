@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def login(cluster: str = CLUSTER, minutes_left: int = 600) -> dict:
     return {"active": {"cluster": cluster, "username": "alice", "valid_until": stamp}}
 
 
-def run_preflight(tmp_path: Path, tsh: str, **extra: str) -> subprocess.CompletedProcess:
+def run_preflight(
+    tmp_path: Path, tsh: str, *options: str, **extra: str
+) -> subprocess.CompletedProcess:
     ssh_config = tmp_path / "teleport" / "ssh.cfg"
     variables = {
         "teleport_session_proxy": PROXY,
@@ -56,7 +59,7 @@ def run_preflight(tmp_path: Path, tsh: str, **extra: str) -> subprocess.Complete
         "teleport_session_ssh_config": str(ssh_config),
         **extra,
     }
-    return run_local_playbook(PLAY, variables, timeout=120)
+    return run_local_playbook(PLAY, variables, timeout=120, options=options)
 
 
 def test_a_fresh_login_writes_the_ssh_config(tmp_path: Path) -> None:
@@ -66,6 +69,14 @@ def test_a_fresh_login_writes_the_ssh_config(tmp_path: Path) -> None:
     written = tmp_path / "teleport" / "ssh.cfg"
     assert written.read_text() == SSH_CONFIG + "\n"
     assert oct(written.stat().st_mode & 0o777) == "0o600"
+
+
+def test_check_mode_on_a_fresh_clone_writes_the_ssh_config_too(tmp_path: Path) -> None:
+    """`deploy.yml --check` reads the file on its first connection: it must exist."""
+    tsh = fake_tsh(tmp_path, login())
+    result = run_preflight(tmp_path, str(tsh), "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "teleport" / "ssh.cfg").read_text() == SSH_CONFIG + "\n"
 
 
 def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
@@ -79,17 +90,19 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("status", "status_rc", "expected"),
     [
-        (None, 1, "No Teleport login found"),
-        (login(minutes_left=-5), 0, "The Teleport login has expired"),
-        (login(minutes_left=5), 0, "expires in"),
-        (login(cluster="other.test"), 0, "is for cluster 'other.test', not 'lab.test'"),
+        # The logins are made when the test runs, not when pytest collects it: a login due to
+        # expire in 5 minutes has expired by then on a slow run.
+        (lambda: None, 1, "No Teleport login found"),
+        (lambda: login(minutes_left=-5), 0, "The Teleport login has expired"),
+        (lambda: login(minutes_left=5), 0, "expires in"),
+        (lambda: login(cluster="other.test"), 0, "is for cluster 'other.test', not 'lab.test'"),
     ],
     ids=["not-logged-in", "expired", "expires-soon", "other-cluster"],
 )
 def test_a_missing_or_stale_login_stops_with_the_tsh_login_command(
-    tmp_path: Path, status: dict | None, status_rc: int, expected: str
+    tmp_path: Path, status: Callable[[], dict | None], status_rc: int, expected: str
 ) -> None:
-    tsh = fake_tsh(tmp_path, status, status_rc)
+    tsh = fake_tsh(tmp_path, status(), status_rc)
     result = run_preflight(tmp_path, str(tsh))
     assert result.returncode != 0
     assert expected in result.stdout, result.stdout[-2000:]
