@@ -10,12 +10,19 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))  # the lab helper's module
-from lab_access import REPO, Lab, lab_or_skip, run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drills"))  # the lab drills' helpers
+from drill_support import client_token, tunnel
+from lab_access import REPO, Lab, run, running_lab
+
+from conftest import unmet
 
 pytestmark = pytest.mark.lab
 
@@ -28,11 +35,11 @@ HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:5000/hea
 
 @pytest.fixture(scope="module")
 def lab() -> Lab:
-    lab = lab_or_skip()
+    lab = running_lab()
     for host in HOSTS:
         health = lab.ssh(host, f"python3 -c {HEALTH_PROBE!r}")
         if health.returncode != 0:
-            pytest.skip(f"the gateway is not deployed on {host}: ansible-playbook deploy.yml")
+            unmet(f"the gateway is not deployed on {host}: ansible-playbook deploy.yml")
     return lab
 
 
@@ -77,7 +84,6 @@ def test_evaluates_every_host_and_fetches_results_that_agree(lab: Lab, tmp_path:
         assert (tmp_path / host / "latest").resolve() == run_dir
         files = {path.name for path in run_dir.iterdir()}
         assert {"results.json", "costs.json", "report.html", "summary.txt"} <= files
-        assert any(name.startswith("usage-") for name in files)
         summary = json.loads((run_dir / "results.json").read_text())["summary"]
         costs = json.loads((run_dir / "costs.json").read_text())
         assert summary["failed"] == 0
@@ -87,7 +93,7 @@ def test_evaluates_every_host_and_fetches_results_that_agree(lab: Lab, tmp_path:
         logged_cost += costs["totals"]["cost_usd"]
         assert f"HTML report: {run_dir}/report.html" in result.stdout
         assert "<svg" in (run_dir / "report.html").read_text()
-    # nginx spreads each host's requests over every host's replicas: the totals agree.
+    # nginx spreads each host's requests over every host's replicas: the ledgers' totals agree.
     assert logged == requests == 12 * len(HOSTS)
     assert logged_cost == pytest.approx(own_cost, abs=1e-9)
     assert logged_cost > 0
@@ -152,3 +158,59 @@ def test_the_post_deploy_smoke_evaluation_prints_its_cost_and_changes_nothing(
     assert "Smoke evaluation" not in skipped.stdout
     switched_off = play(SMOKE_PLAYBOOK, tmp_path, "-e", "gateway_evaluate_smoke=false")
     assert "Smoke evaluation" not in switched_off.stdout
+
+
+HOSTILE_ENDPOINT = "[/x]<script>alert(1)</script>[bold red]"
+
+
+def test_names_a_client_sends_are_shown_as_text_in_the_cost_report(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A client names its endpoint in the URL or the body, so any client can put markup there:
+    the gateway answers 404 and the ledger records the name, which the cost report of
+    playbooks/costs.yml then shows. It must neither die on it (Rich markup) nor let it into the
+    HTML. (A test file of evaluate.yml refuses such a name up front: it is not an endpoint.)"""
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    token = client_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    # Six through the body, so that both hosts' replicas get some (nginx spreads requests over
+    # the group) and each host's report shows the name, not only the merged one.
+    with tunnel(lab) as url:
+        sent = [
+            *(
+                requests.post(
+                    f"{url}/v1/chat/completions",
+                    json={**chat, "model": HOSTILE_ENDPOINT},
+                    headers=headers,
+                    timeout=30,
+                )
+                for _ in range(6)
+            ),
+            requests.post(
+                f"{url}/gateway/{quote(HOSTILE_ENDPOINT, safe='')}/invocations",
+                json=chat,
+                headers=headers,
+                timeout=30,
+            ),
+        ]
+    # The body's name reaches the gateway (which refuses it: MLflow answers 500 to this one);
+    # nginx answers the URL's itself (404 unknown_url: not an API path), so only the first is
+    # in the ledger.
+    assert sent[0].status_code >= 400 and "unknown_url" not in sent[0].text, sent[0].text
+    assert sent[-1].status_code == 404, sent[-1].text
+    result = play(
+        REPO / "playbooks" / "costs.yml",
+        tmp_path,
+        "-e",
+        f"costs_since={since}",
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    # nginx may have sent the request to either host's replicas: the merged report has it.
+    (run_dir,) = (tmp_path / "costs" / "all-hosts").glob("2*/")
+    costs = json.loads((run_dir / "costs.json").read_text())
+    assert HOSTILE_ENDPOINT in {row["endpoint"] for row in costs["by_endpoint"]}
+    html = (run_dir / "report.html").read_text()
+    assert "<script>alert(1)" not in html
+    assert "[/x]&lt;script&gt;alert(1)&lt;/script&gt;[bold red]" in html
+    assert "[bold red]" in result.stdout, "the name is printed as it is, not as markup"

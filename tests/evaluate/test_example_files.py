@@ -19,14 +19,14 @@ def test_the_example_test_cases_load_and_cover_every_kind() -> None:
 
 
 def test_the_example_pricing_overrides_extends_and_aliases() -> None:
-    packaged = PriceTable.load()
+    library = PriceTable.load()
     example = PriceTable.load(TEMPLATES / "pricing.example.yaml")
-    override = example.lookup("gpt-4o-mini-2024-07-18")
+    override = example.lookup("gpt-4.1-mini-2025-04-14")
     assert override is not None
-    assert override.input != packaged.lookup("gpt-4o-mini").input  # type: ignore[union-attr]
-    fine_tuned = "ft:gpt-4o-mini-2024-07-18:acme::example"
-    assert packaged.lookup(fine_tuned) is None
+    assert override.input != library.lookup("gpt-4.1-mini").input  # type: ignore[union-attr]
+    fine_tuned = "ft:gpt-4.1-mini-2025-04-14:acme::example"
+    assert library.lookup(fine_tuned) is None
     added = example.lookup(fine_tuned)
     assert added is not None
-    assert added.cost(1_000_000, 0, 1_000_000) == Decimal("1.5")
+    assert added.cost(1_000_000, 0, 1_000_000) == Decimal("4.0")  # 0.80 + 3.20
     assert example.lookup("my-chat-deployment") == override
