@@ -6,6 +6,8 @@ level. Helpers poll for a condition with a deadline instead of sleeping.
 
 from __future__ import annotations
 
+import errno
+import gzip
 import json
 import os
 import signal
@@ -13,13 +15,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 import requests
+
+from mlflow_gateway_tools.ledger_files import ledger_files
 
 # Importing mlflow (the launcher does, in-process in a few tests) must never phone home.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -28,6 +34,15 @@ os.environ["DO_NOT_TRACK"] = "true"
 LAB_KEY = "sk-lab-fake-key-1"
 ROTATED_KEY = "sk-lab-fake-key-2"
 T = TypeVar("T")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unmet(reason: str) -> NoReturn:
+    """A test's precondition is missing: skip it on a developer's machine, fail it in CI
+    (CI=true), where a skip would turn a broken lab, gateway or image into a green run."""
+    if IN_CI:
+        pytest.fail(f"precondition not met in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -36,8 +51,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check: Callable[[], T], what: str, timeout: float = 20.0, every: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+def wait_until(
+    check: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline.
+
+    The deadline is generous (CI machines run loaded, twice as slow): a check that holds
+    returns at once, so only a failure waits it out."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -52,6 +72,57 @@ def wait_until(check: Callable[[], T], what: str, timeout: float = 20.0, every: 
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
     )
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs mounted at `path` for the block (root only: see unmet otherwise)."""
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        unmet(f"cannot mount a small tmpfs here (root needed): {result.stderr!r}")
+    try:
+        yield path
+    finally:
+        # Lazy: a process that still has a file open there (a killed gateway's leftovers)
+        # must not leave the mount behind.
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill_filesystem(directory: Path) -> Path:
+    """Write a filler file until the filesystem refuses: truly full, not nearly full."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"x" * 512)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+    return filler
+
+
+def ledger_lines(directory: Path) -> list[bytes]:
+    """Every line of every ledger file as readers select them (a .gz beats its plain file)."""
+    lines: list[bytes] = []
+    for entry in ledger_files(directory):
+        data = entry.path.read_bytes()
+        lines += (gzip.decompress(data) if entry.compressed else data).splitlines()
+    return lines
+
+
+def request_ids(lines: list[bytes]) -> Counter[str]:
+    """How often each request id occurs among the well-formed lines."""
+    ids: Counter[str] = Counter()
+    for raw in lines:
+        try:
+            ids[json.loads(raw)["request_id"]] += 1
+        except (ValueError, KeyError):
+            continue  # a torn fragment
+    return ids
 
 
 def _healthy(url: str) -> bool:
@@ -111,6 +182,7 @@ def start_fake_openai(*extra_args: str, scheme: str = "http") -> FakeOpenAI:
     if scheme == "http":
         wait_until(lambda: process.poll() is not None or _healthy(url), "fake-openai to start")
     if process.poll() is not None:
+        assert process.stderr is not None  # stderr=PIPE
         raise AssertionError(f"fake-openai exited: {process.stderr.read()}")
     return FakeOpenAI(url=url, key=LAB_KEY, process=process)
 
@@ -131,8 +203,8 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
 
 
 DEFAULT_ENDPOINTS = (
-    ("chat", "llm/v1/chat", "gpt-4o-mini"),
-    ("completions", "llm/v1/completions", "gpt-4o-mini"),
+    ("chat", "llm/v1/chat", "gpt-4.1-mini"),
+    ("completions", "llm/v1/completions", "davinci-002"),
     ("embeddings", "llm/v1/embeddings", "text-embedding-3-small"),
 )
 
@@ -190,6 +262,11 @@ class LauncherGateway:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
+    @property
+    def ledger_state_dir(self) -> Path:
+        """This gateway's own MGW_LEDGER_STATE_DIR (never the shared default in /tmp)."""
+        return self.config_path.parent / "ledger-state"
+
     def stop(self) -> int:
         return stop_process(self.process, timeout=40)
 
@@ -216,6 +293,7 @@ def start_launcher(
         before_start(config_path, key_file)
     port = free_port()
     stdout_path, stderr_path = directory / "usage.log", directory / "launcher.err"
+    env = {**os.environ, "MGW_LEDGER_STATE_DIR": str(directory / "ledger-state")}
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
             [
@@ -238,6 +316,7 @@ def start_launcher(
             ],
             stdout=stdout,
             stderr=stderr,
+            env=env,
         )
     gateway = LauncherGateway(
         url=f"http://127.0.0.1:{port}",
@@ -288,3 +367,25 @@ def launch_gateway(
     yield launch
     for served in started:
         served.stop()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory no file can be created in: a read-only tmpfs as root (root ignores mode
+    bits), mode 0555 otherwise."""
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        yield directory
+        directory.chmod(0o755)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        unmet(f"cannot mount a read-only tmpfs here: {mounted.stderr!r}")
+    yield directory
+    subprocess.run(["umount", str(directory)], check=False)

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,10 @@ def run_local_playbook(
     variables: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     timeout: int = 180,
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
-    """ansible-playbook PLAY on localhost with VARIABLES as extra vars; never raises on failure."""
+    """ansible-playbook PLAY on localhost with VARIABLES as extra vars (and OPTIONS such as
+    --check); never raises on failure."""
     environment = env if env is not None else os.environ
     return subprocess.run(
         [
@@ -32,6 +34,7 @@ def run_local_playbook(
             str(play),
             "-e",
             json.dumps(variables),
+            *options,
         ],
         cwd=ROOT,
         env={**environment, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},

@@ -29,7 +29,10 @@ from mlflow_gateway_tools.evaluate.runner import RequestRecord, RunSettings
 from mlflow_gateway_tools.timeutil import parse_iso
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))  # the lab helper's module
-from lab_access import REPO, Lab, run
+from lab_access import REPO, Lab, run, running_lab
+
+from conftest import unmet
+from served_window import answered_after, answered_within
 
 VENV_BIN = Path(sys.executable).parent
 REPORT_DIR = REPO / "results" / "drills"
@@ -37,6 +40,8 @@ HOST = "gw-host-1"
 PROJECT = "mlflow-gateway"
 GATEWAY_PORT = 5000
 LOOP_CASES = ("simple_chat", "multi_turn")
+LAB_KEY, NEXT_KEY = "sk-lab-fake-key-1", "sk-lab-fake-key-2"
+UPSTREAM_KEYS = REPO / ".lab" / "upstream" / "keys" / "api_keys"
 
 
 @pytest.fixture(autouse=True)
@@ -94,15 +99,31 @@ class RequestLoop:
     accounting) in a thread while a drill breaks something; the methods below read its
     timing. Small batches: fresh connections every 8 requests."""
 
-    def __init__(self, url: str, token: str | None, concurrency: int = 4, batch: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        concurrency: int = 4,
+        batch: int = 8,
+        stream_mode: str = "off",
+    ) -> None:
         cases = [case for case in builtin_cases(_ENDPOINTS) if case.name in LOOP_CASES]
         settings = RunSettings(
             base_url=url, route="gateway", concurrency=concurrency, timeout_s=30.0, token=token
         )
         self.records: list[TimedRecord] = []
         self._loop = BackgroundLoop(
-            cases, settings, batch=batch, on_done=lambda r: self.records.append(TimedRecord.of(r))
+            cases,
+            settings,
+            stream_mode=stream_mode,
+            batch=batch,
+            on_done=lambda r: self.records.append(TimedRecord.of(r)),
         )
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request as evaluate-gateway recorded it (tokens and all)."""
+        return self._loop.records
 
     def __enter__(self) -> RequestLoop:
         self._loop.start()
@@ -120,7 +141,22 @@ class RequestLoop:
 
     def ok_after(self, moment: float, count: int = 5) -> bool:
         """Whether `count` requests that started after `moment` succeeded."""
-        return sum(r.ok and r.started > moment for r in self.records) >= count
+        return answered_after(self.records, moment) >= count
+
+    @contextmanager
+    def during(self, what: str, at_least: int = 10) -> Iterator[None]:
+        """The block is an operation the loop must overlap: afterwards at least `at_least`
+        requests started and succeeded while it ran, and `at_least` more after it (a loop
+        that only ran before or stalled through it proves nothing)."""
+        began = time.time()
+        yield
+        ended = time.time()
+        inside = answered_within(self.records, began, ended)
+        assert inside >= at_least, (
+            f"{what}: only {inside} requests started and succeeded while it ran "
+            f"({ended - began:.1f} s); at least {at_least} prove it served throughout"
+        )
+        wait_for(lambda: self.ok_after(ended, at_least), f"{at_least} answers after {what}", 60)
 
     def failures(self, since: float = 0.0, until: float = float("inf")) -> list[TimedRecord]:
         """Failed requests that started in [since, until)."""
@@ -224,6 +260,14 @@ def running_replicas(lab: Lab, host: str = HOST) -> list[str]:
     return sorted(result.stdout.split())
 
 
+def deployed_lab() -> Lab:
+    """The running lab with the gateway deployed on gw-host-1, or skip naming what is missing."""
+    lab = running_lab()
+    if not running_replicas(lab):
+        unmet(f"nothing deployed on {HOST}: run ansible-playbook deploy.yml first")
+    return lab
+
+
 def inventory_vars(host: str = HOST) -> dict:
     """The lab inventory's variables of `host`, as written (templates not resolved)."""
     result = run([str(VENV_BIN / "ansible-inventory"), "--host", host], timeout=60)
@@ -241,6 +285,39 @@ def client_token() -> str | None:
     if not isinstance(tokens, dict):  # still a template (the gateway_proxy default)
         tokens = hostvars.get("vault_gateway_proxy_client_tokens") or {}
     return next(iter(tokens.values()), None)
+
+
+# --- the lab upstream -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def next_key_accepted() -> Iterator[None]:
+    """The lab upstream accepts the next key too (rewritten by rename, as it re-reads it)."""
+    original = UPSTREAM_KEYS.read_text()
+    staged = UPSTREAM_KEYS.with_name("api_keys.drill")
+    staged.write_text(f"{LAB_KEY}\n{NEXT_KEY}\n")
+    staged.replace(UPSTREAM_KEYS)
+    yield
+    staged.write_text(original)
+    staged.replace(UPSTREAM_KEYS)
+
+
+def upstream_control(lab: Lab, method: str, path: str, body: object = None) -> dict:
+    """The lab upstream's /_fake/ control API, called inside its container (its certificate
+    is for the names upstream and localhost, under the lab CA)."""
+    script = (
+        "import json, ssl, sys, urllib.request\n"
+        "context = ssl.create_default_context(cafile='/etc/fake-openai/tls/ca.crt')\n"
+        "data = sys.argv[3].encode() if sys.argv[3] != 'null' else None\n"
+        "request = urllib.request.Request('https://localhost:8443/_fake/' + sys.argv[2], "
+        "data=data, method=sys.argv[1], headers={'Content-Type': 'application/json'})\n"
+        "print(urllib.request.urlopen(request, context=context, timeout=10).read().decode())\n"
+    )
+    result = lab.docker(
+        "exec", "mgw-lab-upstream", "python3", "-c", script, method, path, json.dumps(body)
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout or "{}")
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -271,4 +348,5 @@ def report(drill: str, loop: RequestLoop | None, recovery: float | None, *notes:
         path.write_text("| drill | requests | failed | recovery | notes |\n|---|---|---|---|---|\n")
     with path.open("a") as handle:
         handle.write(entry.line() + "\n")
-    sys.__stdout__.write(f"\nDRILL {entry.line()}\n")
+    if sys.__stdout__ is not None:  # the real stdout, past pytest's capture; None without one
+        sys.__stdout__.write(f"\nDRILL {entry.line()}\n")

@@ -11,6 +11,7 @@ deploying to the lab.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,41 +20,45 @@ from pathlib import Path
 import pytest
 from drill_support import (
     HOST,
+    LAB_KEY,
+    NEXT_KEY,
     PROJECT,
     RequestLoop,
     client_token,
     deploy,
     host_docker,
     inventory_vars,
+    next_key_accepted,
     only_when_asked_for,
     report,
     running_replicas,
     tool,
     tunnel,
+    upstream_control,
     wait_for,
 )
-from lab_access import STATE, Lab, lab_or_skip
+from lab_access import Lab, running_lab
+
+from conftest import unmet
 
 pytestmark = [pytest.mark.drill, pytest.mark.lab]
-__all__ = ["only_when_asked_for"]  # an autouse fixture, imported to apply here
+# Fixtures imported to apply here: an autouse one, and one the rotation test asks for.
+__all__ = ["next_key_accepted", "only_when_asked_for"]
 
 HOSTS = ("gw-host-1", "gw-host-2")
 NGINX = f"{PROJECT}-nginx-1"
 NGINX_CONF = f"/opt/{PROJECT}/nginx/nginx.conf"
 KEY_FILE = f"/opt/{PROJECT}/secrets/openai_api_key"
-LAB_KEY, NEXT_KEY, REJECTED_KEY = "sk-lab-fake-key-1", "sk-lab-fake-key-2", "sk-lab-fake-key-9"
-UPSTREAM_KEYS = STATE / "upstream" / "keys" / "api_keys"
+REJECTED_KEY = "sk-lab-fake-key-9"
 ENGINE_RESTART_LIMIT_S = 60
 BURST = 5
 
 
 @pytest.fixture(scope="module")
 def lab() -> Lab:
-    lab = lab_or_skip()
+    lab = running_lab()
     if not running_replicas(lab):
-        pytest.skip(
-            f"nothing deployed on {HOST}: run ansible-playbook deploy.yml (make drills does)"
-        )
+        unmet(f"nothing deployed on {HOST}: run ansible-playbook deploy.yml (make drills does)")
     return lab
 
 
@@ -75,12 +80,12 @@ def key_fingerprint(lab: Lab) -> str:
     return result.stdout.split()[0]
 
 
-def assert_deployed(result: object, what: str) -> None:
-    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}"  # type: ignore[attr-defined]
+def assert_deployed(result: subprocess.CompletedProcess[str], what: str) -> None:
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}"
 
 
 def test_rolling_restart_fails_no_request(lab: Lab, gateway_url: str, token: str | None) -> None:
-    with RequestLoop(gateway_url, token) as loop:
+    with RequestLoop(gateway_url, token) as loop, loop.during("the rolling restart"):
         started = time.monotonic()
         result = deploy("--tags", "restart")
         seconds = time.monotonic() - started
@@ -89,26 +94,15 @@ def test_rolling_restart_fails_no_request(lab: Lab, gateway_url: str, token: str
     assert loop.failures() == []
 
 
-@pytest.fixture
-def next_key_accepted() -> Iterator[None]:
-    """The lab upstream accepts the next key too (rewritten by rename, as it re-reads it)."""
-    original = UPSTREAM_KEYS.read_text()
-    staged = UPSTREAM_KEYS.with_name("api_keys.drill")
-    staged.write_text(f"{LAB_KEY}\n{NEXT_KEY}\n")
-    staged.replace(UPSTREAM_KEYS)
-    yield
-    staged.write_text(original)
-    staged.replace(UPSTREAM_KEYS)
-
-
-def test_key_rotation_fails_no_request(
-    lab: Lab, gateway_url: str, token: str | None, next_key_accepted: None
-) -> None:
+@pytest.mark.usefixtures("next_key_accepted")
+def test_key_rotation_fails_no_request(lab: Lab, gateway_url: str, token: str | None) -> None:
     before = key_fingerprint(lab)
     with RequestLoop(gateway_url, token) as loop:
-        to_next = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={NEXT_KEY}")
+        with loop.during("the rotation to the next key"):
+            to_next = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={NEXT_KEY}")
         rotated = key_fingerprint(lab)
-        back = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={LAB_KEY}")
+        with loop.during("the rotation back"):
+            back = deploy("--tags", "rotate-key", "-e", f"gateway_openai_api_key={LAB_KEY}")
     report("rotate the key to an accepted one and back", loop, None)
     assert_deployed(to_next, "rotating to the next key")
     assert_deployed(back, "rotating back to the lab key")
@@ -127,15 +121,20 @@ def test_a_key_the_upstream_rejects_is_refused_and_the_old_key_serves(
         pytest.skip("the lab inventory turns the host-side key check off (hosts lack the lab CA)")
     before = key_fingerprint(lab)
     extra = ("-e", f"gateway_openai_api_key_check={str(checked_first).lower()}")
-    with RequestLoop(gateway_url, token) as loop:
+    with RequestLoop(gateway_url, token) as loop, loop.during("the refused rotation"):
         result = deploy(
             "--tags", "rotate-key", "-e", f"gateway_openai_api_key={REJECTED_KEY}", *extra
         )
     where = "by the key check" if checked_first else "by the first replica's proof, rolled back"
     report(f"rotate to a key the upstream rejects ({where})", loop, None)
+    output = result.stdout + result.stderr
     assert result.returncode != 0, "a rejected key must stop the rotation"
-    assert "refused" in result.stdout or "FAILED" in result.stdout
-    assert REJECTED_KEY not in result.stdout, "the key must never be printed"
+    if checked_first:  # refused before anything changed
+        assert "refused the OpenAI key (HTTP" in output, output[-3000:]
+    else:  # written, refused by the proof, then rolled back
+        assert "Rotating the OpenAI key FAILED at" in output, output[-3000:]
+        assert "The previous key is back in place and every replica was restarted" in output
+    assert REJECTED_KEY not in output, "the key must never be printed"
     assert key_fingerprint(lab) == before, "the previous key must stay in place"
     assert loop.failures() == []
 
@@ -192,24 +191,6 @@ def test_docker_engine_restart_service_back_within_60s(
     assert loop.failures(until=restarted) == []
     assert back <= ENGINE_RESTART_LIMIT_S
     assert len(running_replicas(lab)) >= 1
-
-
-def upstream_control(lab: Lab, method: str, path: str, body: object = None) -> dict:
-    """The lab upstream's /_fake/ control API, called inside its container (its certificate
-    is for the names upstream and localhost, under the lab CA)."""
-    script = (
-        "import json, ssl, sys, urllib.request\n"
-        "context = ssl.create_default_context(cafile='/etc/fake-openai/tls/ca.crt')\n"
-        "data = sys.argv[3].encode() if sys.argv[3] != 'null' else None\n"
-        "request = urllib.request.Request('https://localhost:8443/_fake/' + sys.argv[2], "
-        "data=data, method=sys.argv[1], headers={'Content-Type': 'application/json'})\n"
-        "print(urllib.request.urlopen(request, context=context, timeout=10).read().decode())\n"
-    )
-    result = lab.docker(
-        "exec", "mgw-lab-upstream", "python3", "-c", script, method, path, json.dumps(body)
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout or "{}")
 
 
 def usage_lines_since(lab: Lab, since: str) -> list[dict]:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from conftest import unmet
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".lab"
@@ -84,11 +84,11 @@ def _why_lab_is_not_up() -> str | None:
     return None
 
 
-def lab_or_skip() -> Lab:
-    """The running lab, or skip the test naming why the lab is not usable."""
+def running_lab() -> Lab:
+    """The running lab, or `unmet` naming why the lab is not usable."""
     reason = _why_lab_is_not_up()
     if reason:
-        pytest.skip(f"the lab is not up: {reason}")
+        unmet(f"the lab is not up: {reason}")
     return Lab(ssh_config=STATE / "ssh_config")
 
 

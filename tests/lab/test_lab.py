@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from lab_access import HOST_REGISTRY, PUSH_REGISTRY, Lab, lab_ca, lab_or_skip
+from lab_access import HOST_REGISTRY, PUSH_REGISTRY, Lab, lab_ca, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ except urllib.error.URLError as error:
 
 @pytest.fixture(scope="module")
 def lab() -> Lab:
-    return lab_or_skip()
+    return running_lab()
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
