@@ -68,13 +68,14 @@ demo: lab-up ## From a fresh clone: lab, deploy, evaluate, print the cost summar
 
 ## --- quality ---------------------------------------------------------------
 .PHONY: lint unit molecule lab-tests test bench drills
-lint: bootstrap ## ansible-lint (production profile), yamllint, ruff
+lint: bootstrap ## ansible-lint (production profile), yamllint, ruff, mypy
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
 	$(BIN)/ruff check tools tests benchmarks scripts/install-collections
 	$(BIN)/ruff format --check tools tests benchmarks
+	$(BIN)/mypy  # what it checks and how strictly: [tool.mypy] in pyproject.toml
 
-unit: bootstrap ## pytest without the lab: tools over real HTTP and a real MLflow gateway, roles, templates
+unit: lab-images ## pytest without the lab: tools, a real MLflow gateway, roles, templates (nginx -t in the lab base image)
 	$(BIN)/pytest -q -m "not lab"
 	# The fault drills that need no lab (upstream bursts, a bad config while serving, a full or
 	# read-only results directory): the reduced form of make drills.

@@ -26,11 +26,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[:4]} exited with {process.returncode}")
+            command = process.args  # start() passes a list; name its first words
+            shown = command[:4] if isinstance(command, list) else command
+            raise RuntimeError(f"{shown!r} exited with {process.returncode}")
         try:
             if requests.get(f"{url}/health", timeout=2).status_code == 200:
                 return
@@ -46,7 +48,7 @@ def start(
     *,
     env: dict[str, str] | None = None,
     stdout_path: Path | None = None,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start a server process and wait for its /health; its stderr goes to a file in OUT_DIR."""
     OUT_DIR.mkdir(exist_ok=True)
     name = Path(argv[2] if argv[1] == "-m" else argv[0]).name.replace(".", "-")
@@ -59,7 +61,7 @@ def start(
     return process
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -69,7 +71,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def start_fake_openai(latency_ms: int = 0) -> tuple[subprocess.Popen, str]:
+def start_fake_openai(latency_ms: int = 0) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [

@@ -1,9 +1,13 @@
-"""Usage-log middleware overhead: launcher-served gateway vs the bare MLflow gateway app.
+"""Usage-log middleware overhead and the pooled upstream session's saving, per request.
 
-Both serve the same config in front of the same zero-latency fake upstream, one uvicorn
-worker each under gunicorn. Requests are sent one at a time over keep-alive, alternating
-between the two servers (order flipped every round) so drift hits both equally; the
-difference of the percentiles is the middleware's cost per request.
+All serve the same config in front of the same zero-latency fake upstream, one uvicorn
+worker each under gunicorn: the bare app, the launcher (usage log on stdout), the launcher
+with the durable ledger on too (--ledger-dir), and the launcher with its pooled upstream
+session. The first three run with MGW_UPSTREAM_POOL=off, MLflow's own connection per request
+as in the bare app, so their difference is the middleware's cost alone; the last against the
+launcher with the pool off is what the pool saves. Requests are sent one at a time over
+keep-alive, rotating between the servers (order flipped every round) so drift hits all
+equally.
 
     .venv/bin/python benchmarks/bench_launcher.py [--requests 2000] [--markdown]
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +31,8 @@ from mlflow_gateway_tools.stats import Summary, summarize
 WARMUP_REQUESTS = 50
 CHAT = {"messages": [{"role": "user", "content": "How much does one request cost?"}]}
 SCENARIOS = (("chat", False), ("chat, streamed", True))
+BARE, LAUNCHER, LEDGER_ON = "bare MLflow app", "launcher (usage log)", "launcher + ledger"
+POOL_ON = "launcher, pool on"
 GATEWAY_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
@@ -61,7 +69,7 @@ def write_config(directory: Path, api_base: str) -> Path:
     return config
 
 
-def start_bare_mlflow(config: Path) -> tuple[object, str]:
+def start_bare_mlflow(config: Path) -> tuple[subprocess.Popen[bytes], str]:
     """MLflow's own app exactly as `mlflow gateway start` serves it (minus its file watcher)."""
     port = free_port()
     argv = [
@@ -83,7 +91,9 @@ def start_bare_mlflow(config: Path) -> tuple[object, str]:
     return start(argv, url, env={**GATEWAY_ENV, "MLFLOW_GATEWAY_CONFIG": str(config)}), url
 
 
-def start_launcher(config: Path, usage_log: Path) -> tuple[object, str]:
+def start_launcher(
+    config: Path, usage_log: Path, *extra: str, pool: str = "off"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     argv = [
         sys.executable,
@@ -97,9 +107,15 @@ def start_launcher(config: Path, usage_log: Path) -> tuple[object, str]:
         "1",
         "--reload-check-seconds",
         "0",
+        *extra,
     ]
     url = f"http://127.0.0.1:{port}"
-    return start(argv, url, env=GATEWAY_ENV, stdout_path=usage_log), url
+    env = {**GATEWAY_ENV, "MGW_UPSTREAM_POOL": pool}
+    return start(argv, url, env=env, stdout_path=usage_log), url
+
+
+def ledger_line_count(directory: Path) -> int:
+    return sum(len(path.read_bytes().splitlines()) for path in directory.glob("usage-*.jsonl"))
 
 
 def timed_request(session: requests.Session, url: str, stream: bool) -> float:
@@ -111,6 +127,24 @@ def timed_request(session: requests.Session, url: str, stream: bool) -> float:
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
     return elapsed * 1000
+
+
+def difference_row(scenario: str, base: Summary, other: Summary) -> list[str]:
+    """p50 and p99 of both, and how much more (+) or less (-) `other` takes."""
+    return [
+        scenario,
+        f"{base.p50:.2f}",
+        f"{other.p50:.2f}",
+        f"{other.p50 - base.p50:+.2f}",
+        f"{base.p99:.2f}",
+        f"{other.p99:.2f}",
+        f"{other.p99 - base.p99:+.2f}",
+    ]
+
+
+def columns(base: str, other: str, difference: str) -> list[str]:
+    names = (base, other, difference)
+    return ["scenario", *(f"{name} {p}" for p in ("p50", "p99") for name in names)]
 
 
 def compare(urls: dict[str, str], requests_per_server: int, stream: bool) -> dict[str, Summary]:
@@ -134,53 +168,64 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.update(GATEWAY_ENV)
     work = OUT_DIR / "bench-launcher"
-    usage_log = work / "usage.log"
+    usage_log, ledger_log = work / "usage.log", work / "usage-ledger-on.log"
+    pool_log = work / "usage-pool-on.log"
+    ledger = work / "ledger"
+    shutil.rmtree(ledger, ignore_errors=True)
+    ledger.mkdir(parents=True)
     fake, fake_url = start_fake_openai()
     processes = [fake]
     try:
         config = write_config(work, f"{fake_url}/v1")
         bare, bare_url = start_bare_mlflow(config)
         processes.append(bare)
-        launcher, launcher_url = start_launcher(config, usage_log)
-        processes.append(launcher)
-        urls = {"bare MLflow app": bare_url, "launcher (usage log)": launcher_url}
-        rows = []
+        urls = {BARE: bare_url}
+        for name, log, extra, pool in (
+            (LAUNCHER, usage_log, (), "off"),
+            (LEDGER_ON, ledger_log, ("--ledger-dir", str(ledger)), "off"),
+            (POOL_ON, pool_log, (), "on"),
+        ):
+            process, urls[name] = start_launcher(config, log, *extra, pool=pool)
+            processes.append(process)
+        overhead, pooling = [], []
         for scenario, stream in SCENARIOS:
             result = compare(urls, args.requests, stream)
-            bare_stats, launcher_stats = result["bare MLflow app"], result["launcher (usage log)"]
-            rows.append(
-                [
-                    scenario,
-                    f"{bare_stats.p50:.2f}",
-                    f"{launcher_stats.p50:.2f}",
-                    f"{launcher_stats.p50 - bare_stats.p50:+.2f}",
-                    f"{bare_stats.p99:.2f}",
-                    f"{launcher_stats.p99:.2f}",
-                    f"{launcher_stats.p99 - bare_stats.p99:+.2f}",
-                ]
+            overhead.append(difference_row(scenario, result[BARE], result[LAUNCHER]))
+            overhead.append(
+                difference_row(f"{scenario}, ledger on", result[BARE], result[LEDGER_ON])
             )
+            pooling.append(difference_row(scenario, result[LAUNCHER], result[POOL_ON]))
     finally:
         for process in reversed(processes):
             stop(process)
-    logged = len(usage_log.read_text().splitlines())
     expected = len(SCENARIOS) * (args.requests + WARMUP_REQUESTS)
+    counts = {
+        "usage log": len(usage_log.read_text().splitlines()),
+        "usage log (ledger on)": len(ledger_log.read_text().splitlines()),
+        "usage log (pool on)": len(pool_log.read_text().splitlines()),
+        "ledger": ledger_line_count(ledger),
+    }
+    setup = (
+        f"{args.requests} sequential requests per server and scenario, 1 worker, "
+        "fake upstream at 0 ms"
+    )
     print_table(
-        f"Usage-log middleware overhead, ms per request ({args.requests} sequential requests "
-        "per server and scenario, 1 worker, fake upstream at 0 ms)",
-        [
-            "scenario",
-            "bare p50",
-            "launcher p50",
-            "overhead p50",
-            "bare p99",
-            "launcher p99",
-            "overhead p99",
-        ],
-        rows,
+        f"Usage-log middleware overhead, ms per request ({setup}; upstream pool off as in "
+        "the bare app; ledger on: --ledger-dir too)",
+        columns("bare", "launcher", "overhead"),
+        overhead,
         args.markdown,
     )
-    if logged != expected:
-        print(f"usage log has {logged} lines, expected {expected}", file=sys.stderr)
+    print_table(
+        f"Pooled upstream session, ms per request ({setup}; the launcher with "
+        "MGW_UPSTREAM_POOL off, then on)",
+        columns("pool off", "pool on", "difference"),
+        pooling,
+        args.markdown,
+    )
+    wrong = {name: count for name, count in counts.items() if count != expected}
+    if wrong:
+        print(f"line counts {wrong}, expected {expected} each", file=sys.stderr)
         return 1
     return 0
 
