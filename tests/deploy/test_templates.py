@@ -44,7 +44,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render(tmp_path_factory.mktemp("defaults"))
 
 
-NGINX_DOCKERFILE = ROOT / "roles" / "gateway_image" / "files" / "nginx" / "Dockerfile"
+NGINX_CONTEXT = ROOT / "roles" / "gateway_image" / "files" / "nginx"
 # Bases the role's nginx Dockerfile builds on here: the lab's own Debian (scripts/lab images,
 # offline) or the official image (where Docker Hub answers).
 CHECK_IMAGE_BASES = ("mgw-lab/debian:bookworm", "nginx:1.28-bookworm")
@@ -56,42 +56,56 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
+def _image_exists(name: str) -> bool:
+    return _docker("image", "inspect", name).returncode == 0
+
+
 @functools.cache
-def nginx_image() -> str | None:
+def _nginx_image_or_reason() -> tuple[str | None, str]:
     """An nginx image as the gateway_image role builds it: one a deploy built, else one built
-    here once from the role's own Dockerfile (about 45 s) on a base this machine has."""
+    here once from the role's own build context (about 45 s) on a base this machine has; or
+    None and why not."""
     if shutil.which("docker") is None or _docker("info").returncode != 0:
-        return None
+        return None, "no Docker engine answers (make bootstrap starts one)"
     listed = _docker("images", "--format", "{{.Repository}}:{{.Tag}}", "mlflow-gateway/nginx")
     images = listed.stdout.split()
     if listed.returncode == 0 and images:
-        return images[0]
-    digest = hashlib.sha256(NGINX_DOCKERFILE.read_bytes()).hexdigest()[:12]
+        return images[0], ""
+    files = sorted(path for path in NGINX_CONTEXT.iterdir() if path.is_file())
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()[:12]
     tag = f"mlflow-gateway-test/nginx-check:{digest}"
-    if _docker("image", "inspect", tag).returncode == 0:
-        return tag
-    for base in CHECK_IMAGE_BASES:
-        if _docker("image", "inspect", base).returncode != 0:
-            continue
-        with tempfile.TemporaryDirectory() as context:
-            shutil.copy(NGINX_DOCKERFILE, Path(context) / "Dockerfile")
-            (Path(context) / "ca").mkdir()
-            built = _docker(
-                "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "--tag", tag, context,
-                timeout=600,
-            )  # fmt: skip
-        if built.returncode == 0:
-            return tag
-    return None
+    if _image_exists(tag):
+        return tag, ""
+    bases = [base for base in CHECK_IMAGE_BASES if _image_exists(base)]
+    if not bases:
+        return None, (
+            f"no base to build it from ({' or '.join(CHECK_IMAGE_BASES)}; "
+            "scripts/lab images debian builds the first)"
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        context = Path(scratch) / "context"
+        shutil.copytree(NGINX_CONTEXT, context)  # the role's whole context: Dockerfile and files
+        (context / "ca").mkdir()
+        built = _docker(
+            "build", "--quiet", "--build-arg", f"BASE_IMAGE={bases[0]}", "--tag", tag,
+            str(context), timeout=600,
+        )  # fmt: skip
+    if built.returncode != 0:
+        return None, f"building it on {bases[0]} failed: {built.stderr.strip()[-800:]}"
+    return tag, ""
+
+
+def nginx_image() -> str:
+    """The nginx image for `nginx -t` and the front-door tests; unmet (a failure in CI) when
+    there is none, saying why."""
+    image, reason = _nginx_image_or_reason()
+    if image is None:
+        unmet(f"no nginx image for the nginx checks: {reason}")
+    return image
 
 
 def nginx_t(directory: Path, config: str, hosts: list[str]) -> subprocess.CompletedProcess:
     image = nginx_image()
-    if image is None:
-        unmet(
-            "no nginx image: needs Docker and mlflow-gateway/nginx (built by a deploy) or a base"
-            f" to build one from ({' or '.join(CHECK_IMAGE_BASES)}; scripts/lab images debian)"
-        )
     add_hosts = [f"--add-host={host}:127.0.0.1" for host in hosts]
     return subprocess.run(
         ["docker", "run", "--rm", "--network=none", *add_hosts,
