@@ -13,7 +13,7 @@ import pytest
 
 from mlflow_gateway_tools.costs.aggregate import Aggregator, TimeWindow
 from mlflow_gateway_tools.costs.cli import main as analyze_costs
-from mlflow_gateway_tools.costs.sources import ParseIssues, iter_log_lines
+from mlflow_gateway_tools.costs.sources import ParseIssues, fold_log_lines
 from mlflow_gateway_tools.pricing import PriceTable
 
 
@@ -439,7 +439,7 @@ def test_streaming_aggregation_matches_a_direct_sum() -> None:
         for n in range(1, 501)
     ]
     aggregator = Aggregator(TimeWindow())
-    aggregator.add_all(iter_log_lines("test", lines, ParseIssues(), None))
+    fold_log_lines("test", lines, ParseIssues(), None, aggregator)
     price = prices.lookup("gpt-4o-mini")
     assert price is not None
     expected = sum(price.cost(n, n // 3, n // 2) for n in range(1, 501))
@@ -565,3 +565,51 @@ def test_a_container_without_usage_lines_falls_back_like_the_seed(
     output = capsys.readouterr()
     assert json.loads(output.out)["sources"] == ["results:gateway_results.json"]
     assert "No usage lines in docker:mlflow-gateway; falling back" in output.err
+
+
+def _folded(lines: list[bytes], keep_all: bool, window: TimeWindow) -> tuple[Any, ...]:
+    aggregator = Aggregator(window, keep_all_requests=keep_all)
+    issues = ParseIssues()
+    fold_log_lines("test", lines, issues, None, aggregator)
+    cells = {key: repr(counters) for key, counters in aggregator.cells.items()}
+    return (
+        cells,
+        aggregator.seen,
+        aggregator.skipped_by_time,
+        aggregator.first_ts,
+        aggregator.last_ts,
+        issues.count,
+        [example["reason"] for example in issues.examples],
+    )
+
+
+def test_the_fast_path_folds_every_kind_of_line_as_the_general_path_does() -> None:
+    """After the request sample fills, canonical lines skip the record object; keeping every
+    request sends each line through the general path instead. Both must give the same cells,
+    counts and refusals, for good lines and for each way a field can be wrong."""
+    variants: list[dict[str, Any]] = [
+        {},
+        {"status": 500, "prompt_tokens": None, "completion_tokens": None},
+        {"status": None},
+        {"error": "client left", "status": 200},
+        {"client": "team-a", "cached_tokens": 256, "reasoning_tokens": 30},
+        {"model_returned": None},
+        {"model_returned": None, "model_configured": None, "endpoint": None},
+        {"prompt_tokens": 300_000},  # above the long-context tier start
+        {"ts": "2026-11-27T11:00:00Z"},  # not the launcher's own format: general path
+        {"ts": None},
+        {"ts": "2026-11-28T00:00:00.000Z"},  # outside the window below
+        {"prompt_tokens": True},  # each refused with its reason, by both paths
+        {"prompt_tokens": 1.5},
+        {"completion_tokens": -1},
+        {"cached_tokens": "3"},
+        {"status": "200"},
+        {"client": 7},
+        {"ts": 5},
+    ]
+    lines = [usage_line(**variants[n % len(variants)]).encode() for n in range(200)]
+    for window in (TimeWindow(), TimeWindow("2026-11-27T00:00:00.000Z", "2026-11-28")):
+        fast, general = _folded(lines, False, window), _folded(lines, True, window)
+        assert fast == general
+        first_bad = variants.index({"prompt_tokens": True})
+        assert fast[5] == sum(n % len(variants) >= first_bad for n in range(200))

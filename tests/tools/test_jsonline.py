@@ -6,7 +6,8 @@ import pytest
 from test_costs import usage_line
 
 from mlflow_gateway_tools.costs import jsonline
-from mlflow_gateway_tools.costs.sources import ParseIssues, iter_log_lines
+from mlflow_gateway_tools.costs.aggregate import Aggregator
+from mlflow_gateway_tools.costs.sources import ParseIssues, fold_log_lines
 
 LINES = [
     b'{"event": "gateway.request", "prompt_tokens": 12}\n',
@@ -45,6 +46,8 @@ def test_a_count_past_64_bits_is_malformed_with_or_without_orjson(
     for fast in (jsonline._fast_loads, None):
         monkeypatch.setattr(jsonline, "_fast_loads", fast)
         issues = ParseIssues()
-        assert list(iter_log_lines("log", [raw], issues, None)) == []
+        aggregator = Aggregator()
+        fold_log_lines("log", [raw], issues, None, aggregator)
+        assert aggregator.seen == 0
         assert issues.count == 1
         assert issues.examples[0]["reason"].startswith("prompt_tokens must be a whole number")

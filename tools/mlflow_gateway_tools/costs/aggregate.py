@@ -24,6 +24,10 @@ from mlflow_gateway_tools.timeutil import format_iso, parse_iso
 UNKNOWN = "(unknown)"
 NO_CLIENT = "(none)"
 REQUEST_SAMPLE_SIZE = 20  # the seed's rule: list each request when there are at most 20
+CANONICAL_TS_LENGTH = len("2026-11-27T12:00:00.000Z")  # the usage log's own time format
+# A count no response has; past 64 bits orjson reads a number as a float, so beyond this
+# bound a line is malformed with or without it (and costs stay exact in 28 digits).
+TOKEN_LIMIT = 2**63
 
 
 @dataclass(slots=True)
@@ -51,14 +55,6 @@ class Counters:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
-
-    def add(self, record: UsageRecord) -> None:
-        self.requests += 1
-        self.failed += record.failed
-        self.prompt_tokens += record.prompt_tokens
-        self.completion_tokens += record.completion_tokens
-        self.cached_tokens += record.cached_tokens
-        self.reasoning_tokens += record.reasoning_tokens
 
     def merge(self, other: Counters) -> None:
         self.requests += other.requests
@@ -190,12 +186,85 @@ class Aggregator:
         self.last_ts: str | None = None
 
     def add(self, record: UsageRecord) -> None:
-        """Once per request: the hot path of a million-line ledger, hence the local names."""
-        ts = record.ts
+        """Once per request read from a results file, or kept in the request sample."""
+        counted = self._tally(
+            record.ts,
+            record.model,
+            record.endpoint,
+            record.client,
+            record.failed,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.cached_tokens,
+            record.reasoning_tokens,
+        )
+        if counted and (self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE):
+            self.sample.append(record)
+
+    def add_log_entry(self, entry: dict[str, Any], model_override: str | None) -> bool:
+        """Fold a parsed usage-log line whose fields all have the launcher's own types: the hot
+        path of a million-line ledger, with no record object per line. False, folding nothing,
+        for any other line and while the request sample still fills: that line takes the
+        general path (sources.record_from_log_entry, then add), which validates every field and
+        names what is wrong. A line both paths accept is folded the same by either."""
+        if self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE:
+            return False
+        get = entry.get
+        ts = get("ts")
+        status = get("status")
+        prompt = get("prompt_tokens") or 0
+        completion = get("completion_tokens") or 0
+        cached = get("cached_tokens") or 0
+        reasoning = get("reasoning_tokens") or 0
+        model = model_override or get("model_returned") or get("model_configured")
+        endpoint = get("endpoint")
+        client = get("client")
+        if not (
+            type(ts) is str
+            and len(ts) == CANONICAL_TS_LENGTH
+            and ts[-1] == "Z"
+            and (status is None or type(status) is int)
+            and type(prompt) is int
+            and type(completion) is int
+            and type(cached) is int
+            and type(reasoning) is int
+            # The OR is negative if any count is, and >= the bound if any count is.
+            and 0 <= (prompt | completion | cached | reasoning) < TOKEN_LIMIT
+            and (model is None or type(model) is str)
+            and (endpoint is None or type(endpoint) is str)
+            and (client is None or type(client) is str)
+        ):
+            return False
+        self._tally(
+            ts,
+            model,
+            endpoint,
+            client,
+            status is None or status >= 400 or get("error") is not None,
+            prompt,
+            completion,
+            cached,
+            reasoning,
+        )
+        return True
+
+    def _tally(  # noqa: PLR0917 - the hot path: positional arguments, no record object
+        self,
+        ts: str | None,
+        model: str | None,
+        endpoint: str | None,
+        client: str | None,
+        failed: bool,
+        prompt: int,
+        completion: int,
+        cached: int,
+        reasoning: int,
+    ) -> bool:
+        """Count one request in its cell; False when it falls outside the window."""
         window = self.window
         if (window.since is not None or window.until is not None) and not window.contains(ts):
             self.skipped_by_time += 1
-            return
+            return False
         self.seen += 1
         if ts is not None:
             first = self.first_ts
@@ -204,18 +273,22 @@ class Aggregator:
             last = self.last_ts
             if last is None or ts > last:
                 self.last_ts = ts
-        prompt = record.prompt_tokens
         key = (
-            record.model or UNKNOWN,
-            record.endpoint or UNKNOWN,
-            record.client or NO_CLIENT,
+            model or UNKNOWN,
+            endpoint or UNKNOWN,
+            client or NO_CLIENT,
             ts[:13] if ts else UNKNOWN,
             # bisect_left(TIER_STARTS, prompt), inlined for the one start OpenAI has
             (prompt > TIER_STARTS[0]) if len(TIER_STARTS) == 1 else band_of(prompt),
         )
-        self.cells[key].add(record)
-        if self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE:
-            self.sample.append(record)
+        cell = self.cells[key]
+        cell.requests += 1
+        cell.failed += failed
+        cell.prompt_tokens += prompt
+        cell.completion_tokens += completion
+        cell.cached_tokens += cached
+        cell.reasoning_tokens += reasoning
+        return True
 
     def add_all(self, records: Iterable[UsageRecord]) -> None:
         for record in records:

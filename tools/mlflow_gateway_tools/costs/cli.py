@@ -6,7 +6,7 @@ import argparse
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -23,7 +23,7 @@ from mlflow_gateway_tools.cli_support import (
     write_file_atomically,
 )
 from mlflow_gateway_tools.costs import ledger, merge, parallel, sources
-from mlflow_gateway_tools.costs.aggregate import Aggregator, CostReport, TimeWindow, UsageRecord
+from mlflow_gateway_tools.costs.aggregate import Aggregator, CostReport, TimeWindow
 from mlflow_gateway_tools.costs.html import render_html
 from mlflow_gateway_tools.costs.report import as_csv, as_json, print_issues, print_report, usd
 from mlflow_gateway_tools.pricing import PriceTable, PricingError
@@ -38,7 +38,7 @@ DEFAULT_RESULTS_FILE = Path("gateway_results.json")
 class Source:
     label: str
     from_docker: bool
-    records: Callable[[sources.ParseIssues], Iterator[UsageRecord]]
+    fold: Callable[[sources.ParseIssues, Aggregator], None]  # read it into the aggregator
     log_path: Path | None = None  # a usage-log file: may be folded in a worker process
 
 
@@ -172,19 +172,20 @@ def _budget(text: str | None) -> Decimal | None:
 
 
 def _docker_source(name: str, model: str | None, window: TimeWindow) -> Source:
-    def records(issues: sources.ParseIssues) -> Iterator[UsageRecord]:
-        return sources.iter_docker_logs(name, issues, model, window.since, window.until)
+    def fold(issues: sources.ParseIssues, aggregator: Aggregator) -> None:
+        sources.fold_docker_logs(name, issues, model, window, aggregator)
 
-    return Source(f"docker:{name}", True, records)
+    return Source(f"docker:{name}", True, fold)
 
 
 def _file_source(kind: str, path: Path, model: str | None) -> Source:
-    reader = sources.iter_results_file if kind == "results" else sources.iter_log_file
+    def fold(issues: sources.ParseIssues, aggregator: Aggregator) -> None:
+        if kind == "results":
+            aggregator.add_all(sources.iter_results_file(path, issues, model))
+        else:
+            sources.fold_log_file(path, issues, model, aggregator)
 
-    def records(issues: sources.ParseIssues) -> Iterator[UsageRecord]:
-        return reader(path, issues, model)
-
-    return Source(f"{kind}:{path}", False, records, path if kind != "results" else None)
+    return Source(f"{kind}:{path}", False, fold, path if kind != "results" else None)
 
 
 @dataclass
@@ -237,7 +238,7 @@ def _aggregate(
     parallel.fold_files(files, model, aggregator, issues)
     for source in plan:
         if source.log_path is None:
-            aggregator.add_all(source.records(issues))
+            source.fold(issues, aggregator)
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ def fold_file(
     """One file folded into a fresh Aggregator (what a worker does)."""
     aggregator = Aggregator(window, keep_all_requests=keep_all)
     issues = sources.ParseIssues()
-    aggregator.add_all(sources.iter_log_file(path, issues, model_override))
+    sources.fold_log_file(path, issues, model_override, aggregator)
     return aggregator, issues
 
 
@@ -52,7 +52,7 @@ def fold_files(
     workers = min(_cores(), len(paths))
     if workers < 2 or any(str(path) == "-" for path in paths) or _input_bytes(paths) < min_bytes:
         for path in paths:
-            aggregator.add_all(sources.iter_log_file(path, issues, model_override))
+            sources.fold_log_file(path, issues, model_override, aggregator)
         return
     # fork: the workers start with the modules already imported and no pickled state to load.
     context = multiprocessing.get_context("fork")

@@ -16,7 +16,13 @@ from typing import IO, Any
 
 from mlflow_gateway_tools import ledger_files
 from mlflow_gateway_tools.cli_support import CommandError
-from mlflow_gateway_tools.costs.aggregate import UsageRecord
+from mlflow_gateway_tools.costs.aggregate import (
+    CANONICAL_TS_LENGTH,
+    TOKEN_LIMIT,
+    Aggregator,
+    TimeWindow,
+    UsageRecord,
+)
 from mlflow_gateway_tools.costs.jsonline import NotJSON, parse_from
 from mlflow_gateway_tools.input_files import read_json
 from mlflow_gateway_tools.timeutil import format_iso, parse_iso
@@ -27,10 +33,6 @@ MAX_EXAMPLES = 5
 EXAMPLE_CHARS = 120
 DOCKER_TIMEOUT_SECONDS = 30
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
-# A count no response has; past 64 bits orjson reads a number as a float, so beyond this
-# bound a line is malformed with or without it (and costs stay exact in 28 digits).
-TOKEN_LIMIT = 2**63
-CANONICAL_TS_LENGTH = len("2026-11-27T12:00:00.000Z")
 
 
 @dataclass
@@ -188,13 +190,18 @@ def record_from_result(
     )
 
 
-def iter_log_lines(
-    origin: str, lines: Iterable[bytes], issues: ParseIssues, model_override: str | None
-) -> Iterator[UsageRecord]:
-    """Usage records from JSON lines; other JSON events are skipped, junk is counted. A read
-    error part way (a corrupt or truncated .gz, an I/O error) ends the file: the lines before
-    it count and the file is listed in `issues.damaged_files`."""
+def fold_log_lines(
+    origin: str,
+    lines: Iterable[bytes],
+    issues: ParseIssues,
+    model_override: str | None,
+    aggregator: Aggregator,
+) -> None:
+    """Fold the usage records of JSON lines into `aggregator`; other JSON events are skipped,
+    junk is counted. A read error part way (a corrupt or truncated .gz, an I/O error) ends the
+    file: the lines before it count and the file is listed in `issues.damaged_files`."""
     number = 0
+    add_log_entry = aggregator.add_log_entry
     try:
         for number, raw in enumerate(lines, start=1):
             start = raw.find(b"{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
@@ -209,10 +216,14 @@ def iter_log_lines(
                 continue
             if type(entry) is not dict or entry.get("event") != USAGE_EVENT:
                 continue
+            if add_log_entry(entry, model_override):
+                continue
             try:
-                yield record_from_log_entry(entry, f"{origin}:{number}", model_override)
+                record = record_from_log_entry(entry, f"{origin}:{number}", model_override)
             except BadRecord as error:
                 issues.add(origin, number, str(error), raw.decode("utf-8", "replace"))
+            else:
+                aggregator.add(record)
     except (OSError, EOFError, zlib.error) as error:
         issues.damaged(origin, str(error) or type(error).__name__, number)
 
@@ -232,9 +243,9 @@ def _open_log(path: Path) -> IO[bytes] | gzip.GzipFile:
         raise
 
 
-def iter_log_file(
-    path: Path, issues: ParseIssues, model_override: str | None
-) -> Iterator[UsageRecord]:
+def fold_log_file(
+    path: Path, issues: ParseIssues, model_override: str | None, aggregator: Aggregator
+) -> None:
     try:
         handle = _open_log(path)
     except OSError as error:
@@ -243,7 +254,7 @@ def iter_log_file(
             "(e.g. from `docker logs mlflow-gateway 2>/dev/null > gateway.log`)"
         ) from None
     with handle:
-        yield from iter_log_lines(str(path), handle, issues, model_override)
+        fold_log_lines(str(path), handle, issues, model_override, aggregator)
 
 
 def iter_results_file(
@@ -311,13 +322,13 @@ def containers_of_service(service: str, project: str | None) -> list[str]:
     return sorted(name for name in result.stdout.split() if name)
 
 
-def iter_docker_logs(
+def fold_docker_logs(
     container: str,
     issues: ParseIssues,
     model_override: str | None,
-    since: str | None,
-    until: str | None,
-) -> Iterator[UsageRecord]:
+    window: TimeWindow,
+    aggregator: Aggregator,
+) -> None:
     """Stream a container's stdout (the usage log) line by line; its stderr is not usage."""
     if not container_exists(container):
         raise CommandError(
@@ -325,12 +336,13 @@ def iter_docker_logs(
             "every replica of a compose service"
         )
     argv = [shutil.which("docker") or "docker", "logs"]
-    argv += ["--since", since] if since else []
-    argv += ["--until", until] if until else []
+    argv += ["--since", window.since] if window.since else []
+    argv += ["--until", window.until] if window.until else []
     with subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         [*argv, container], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as process:
         assert process.stdout is not None
-        yield from iter_log_lines(f"docker:{container}", process.stdout, issues, model_override)
+        origin = f"docker:{container}"
+        fold_log_lines(origin, process.stdout, issues, model_override, aggregator)
     if process.returncode != 0:
         raise CommandError(f"`docker logs {container}` failed with exit code {process.returncode}")
