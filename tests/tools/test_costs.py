@@ -613,3 +613,14 @@ def test_the_fast_path_folds_every_kind_of_line_as_the_general_path_does() -> No
         assert fast == general
         first_bad = variants.index({"prompt_tokens": True})
         assert fast[5] == sum(n % len(variants) >= first_bad for n in range(200))
+
+
+def test_a_line_with_a_key_twice_counts_its_last_value_on_both_paths() -> None:
+    """JSON leaves duplicate keys open; every parser here keeps the last one."""
+    line = usage_line().replace('"prompt_tokens": 1000', '"prompt_tokens": 1, "prompt_tokens": 7')
+    lines = [line.encode()] * 40
+    fast, general = _folded(lines, False, TimeWindow()), _folded(lines, True, TimeWindow())
+    assert fast == general
+    aggregator = Aggregator()
+    fold_log_lines("test", lines, ParseIssues(), None, aggregator)
+    assert sum(cell.prompt_tokens for cell in aggregator.cells.values()) == 7 * 40

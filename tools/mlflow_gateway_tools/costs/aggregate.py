@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from mlflow_gateway_tools.costs.jsonline import UsageLine
 from mlflow_gateway_tools.pricing import TIER_STARTS, Price, PriceTable, band_of, band_prompt
 from mlflow_gateway_tools.timeutil import format_iso, parse_iso
 
@@ -201,46 +202,35 @@ class Aggregator:
         if counted and (self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE):
             self.sample.append(record)
 
-    def add_log_entry(self, entry: dict[str, Any], model_override: str | None) -> bool:
-        """Fold a parsed usage-log line whose fields all have the launcher's own types: the hot
-        path of a million-line ledger, with no record object per line. False, folding nothing,
-        for any other line and while the request sample still fills: that line takes the
-        general path (sources.record_from_log_entry, then add), which validates every field and
-        names what is wrong. A line both paths accept is folded the same by either."""
+    def add_usage_line(self, line: UsageLine, model_override: str | None) -> bool:
+        """Fold a usage-log line decoded with the launcher's own field types: the hot path of
+        a million-line ledger, with no record object per line. False, folding nothing, for a
+        time not in the launcher's format, a count out of range, and while the request sample
+        still fills: that line takes the general path (sources.record_from_log_entry, then
+        add), which validates every field and names what is wrong. A line both paths accept
+        is folded the same by either."""
         if self.keep_all_requests or len(self.sample) <= REQUEST_SAMPLE_SIZE:
             return False
-        get = entry.get
-        ts = get("ts")
-        status = get("status")
-        prompt = get("prompt_tokens") or 0
-        completion = get("completion_tokens") or 0
-        cached = get("cached_tokens") or 0
-        reasoning = get("reasoning_tokens") or 0
-        model = model_override or get("model_returned") or get("model_configured")
-        endpoint = get("endpoint")
-        client = get("client")
+        ts = line.ts
+        prompt = line.prompt_tokens or 0
+        completion = line.completion_tokens or 0
+        cached = line.cached_tokens or 0
+        reasoning = line.reasoning_tokens or 0
         if not (
-            type(ts) is str
+            ts is not None
             and len(ts) == CANONICAL_TS_LENGTH
             and ts[-1] == "Z"
-            and (status is None or type(status) is int)
-            and type(prompt) is int
-            and type(completion) is int
-            and type(cached) is int
-            and type(reasoning) is int
             # The OR is negative if any count is, and >= the bound if any count is.
             and 0 <= (prompt | completion | cached | reasoning) < TOKEN_LIMIT
-            and (model is None or type(model) is str)
-            and (endpoint is None or type(endpoint) is str)
-            and (client is None or type(client) is str)
         ):
             return False
+        status = line.status
         self._tally(
             ts,
-            model,
-            endpoint,
-            client,
-            status is None or status >= 400 or get("error") is not None,
+            model_override or line.model_returned or line.model_configured,
+            line.endpoint,
+            line.client,
+            status is None or status >= 400 or line.error is not None,
             prompt,
             completion,
             cached,

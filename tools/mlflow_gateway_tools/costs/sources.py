@@ -23,7 +23,7 @@ from mlflow_gateway_tools.costs.aggregate import (
     TimeWindow,
     UsageRecord,
 )
-from mlflow_gateway_tools.costs.jsonline import NotJSON, parse_from
+from mlflow_gateway_tools.costs.jsonline import NotJSON, decode_usage_line, parse_from
 from mlflow_gateway_tools.input_files import read_json
 from mlflow_gateway_tools.timeutil import format_iso, parse_iso
 from mlflow_gateway_tools.usage import model_and_usage
@@ -201,9 +201,15 @@ def fold_log_lines(
     junk is counted. A read error part way (a corrupt or truncated .gz, an I/O error) ends the
     file: the lines before it count and the file is listed in `issues.damaged_files`."""
     number = 0
-    add_log_entry = aggregator.add_log_entry
+    add_usage_line = aggregator.add_usage_line
     try:
         for number, raw in enumerate(lines, start=1):
+            line = decode_usage_line(raw)
+            if line is not None:
+                if line.event != USAGE_EVENT:
+                    continue
+                if add_usage_line(line, model_override):
+                    continue
             start = raw.find(b"{")  # tolerate prefixes such as `gateway-1  | ` from compose logs
             if start < 0:
                 if raw.strip():
@@ -215,8 +221,6 @@ def fold_log_lines(
                 issues.add(origin, number, "not JSON", raw.decode("utf-8", "replace"))
                 continue
             if type(entry) is not dict or entry.get("event") != USAGE_EVENT:
-                continue
-            if add_log_entry(entry, model_override):
                 continue
             try:
                 record = record_from_log_entry(entry, f"{origin}:{number}", model_override)
