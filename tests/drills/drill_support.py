@@ -40,6 +40,8 @@ HOST = "gw-host-1"
 PROJECT = "mlflow-gateway"
 GATEWAY_PORT = 5000
 LOOP_CASES = ("simple_chat", "multi_turn")
+# Requests a second of every drill loop: hundreds of requests per operation, steady.
+LOOP_RATE = 40.0
 LAB_KEY, NEXT_KEY = "sk-lab-fake-key-1", "sk-lab-fake-key-2"
 UPSTREAM_KEYS = REPO / ".lab" / "upstream" / "keys" / "api_keys"
 
@@ -97,7 +99,9 @@ class TimedRecord:
 class RequestLoop:
     """evaluate-gateway's own loop (the package's BackgroundLoop: same requests, same error
     accounting) in a thread while a drill breaks something; the methods below read its
-    timing. Small batches: fresh connections every 8 requests."""
+    timing. Small batches: fresh connections every 8 requests, at most LOOP_RATE a second
+    (steady traffic through the operation: on a 2-core machine a back-to-back loop takes the
+    CPU the replicas being restarted need, and only makes every operation slower)."""
 
     def __init__(
         self,
@@ -106,6 +110,8 @@ class RequestLoop:
         concurrency: int = 4,
         batch: int = 8,
         stream_mode: str = "off",
+        *,
+        rate: float | None = LOOP_RATE,
     ) -> None:
         cases = [case for case in builtin_cases(_ENDPOINTS) if case.name in LOOP_CASES]
         settings = RunSettings(
@@ -118,6 +124,7 @@ class RequestLoop:
             stream_mode=stream_mode,
             batch=batch,
             on_done=lambda r: self.records.append(TimedRecord.of(r)),
+            rate=rate,
         )
 
     @property

@@ -144,7 +144,8 @@ def test_killing_a_replica_fails_only_requests_in_flight(
 ) -> None:
     replicas = running_replicas(lab)
     victim = replicas[-1]
-    with RequestLoop(gateway_url, token, concurrency=8) as loop:
+    # Back to back (no rate): as many requests in flight as possible when the replica dies.
+    with RequestLoop(gateway_url, token, concurrency=8, rate=None) as loop:
         killed_from = time.time()
         assert host_docker(lab, "kill", victim).returncode == 0
         killed = time.time()

@@ -3,12 +3,12 @@ operations of weeks of production, and playbooks/costs.yml reports it for the pe
 
 One client of its own (`ledger-proof`, a token of the lab inventory) sends plain and streamed
 chats through gw-host-1's nginx (which spreads them over both hosts' replicas) while the lab is
-scaled 3 -> 2 -> 3, its replicas recreated by a Compose change, restarted one by one and moved to
-another key; then a few requests the gateway answers with an error (an unknown endpoint, a bad
-body, an upstream 500) and one whose client goes away before the answer; then gw-host-1 is
-restarted (its Docker engine with it) and the deploy that restores the lab runs under a second
-loop. Afterwards the costs playbook counts exactly the client's requests, at evaluate-gateway's
-own cost to the last decimal.
+scaled 3 -> 2, its replicas recreated (and the third brought back) by a Compose change,
+restarted one by one and moved to another key; then a few requests the gateway answers with an
+error (an unknown endpoint, a bad body, an upstream 500) and one whose client goes away before
+the answer; then gw-host-1 is restarted (its Docker engine with it) and the deploy that
+restores the lab runs under a second loop. Afterwards the costs playbook counts exactly the
+client's requests, at evaluate-gateway's own cost to the last decimal.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def test_costs_count_every_request_of_a_client_through_every_operation(lab: Lab)
             with RequestLoop(url, token, stream_mode="alternate") as during_operations:
                 for operation in (
                     ("--tags", "scale", "-e", "gateway_replicas=2"),
-                    ("--tags", "scale", "-e", f"gateway_replicas={REPLICAS}"),
-                    ("-e", "gateway_cpus=0.9"),  # a Compose change: every replica is recreated
+                    # A Compose change: every replica is recreated, and the third one is back.
+                    ("-e", "gateway_cpus=0.9"),
                     ("--tags", "restart"),
                     ("--tags", "rotate-key", "-e", f"gateway_openai_api_key={NEXT_KEY}"),
                 ):

@@ -15,7 +15,7 @@ import pytest
 from conftest import FakeOpenAI, LauncherGateway, stop_process, wait_until
 from mlflow_gateway_tools.evaluate.cases import builtin_cases
 from mlflow_gateway_tools.evaluate.cli import main as evaluate
-from mlflow_gateway_tools.evaluate.loop import BackgroundLoop
+from mlflow_gateway_tools.evaluate.loop import LOOP_BATCH, BackgroundLoop
 from mlflow_gateway_tools.evaluate.runner import RunSettings
 
 ENDPOINTS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
@@ -50,6 +50,39 @@ def test_duration_sends_back_to_back_for_that_long_mixing_streamed_requests(
         "seconds": pytest.approx(summary["wall_seconds"], abs=1),
         "finished": True,
     }
+
+
+def test_rate_paces_an_open_ended_run_instead_of_sending_back_to_back(
+    gateway: LauncherGateway, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    output = tmp_path / "results.json"
+    argv = ["--url", gateway.url, "--duration", "3", "--rate", "10", "--output", str(output)]
+    assert evaluate(argv) == 0
+    results = read_json(output)
+    summary = results["summary"]
+    assert results["settings"]["rate_per_s"] == 10
+    assert summary["failed"] == 0
+    # Batches of LOOP_BATCH start no sooner than the rate allows: at most one batch ahead of
+    # 10 a second (a back-to-back run sends hundreds in 3 s), and still steady traffic.
+    assert 20 <= summary["requests"] <= 10 * summary["wall_seconds"] + LOOP_BATCH
+    assert fake.stats()["requests"] == summary["requests"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--duration", "2", "--rate", "0"], "--rate 0 must be more than 0 requests a second"),
+        (["--duration", "2", "--rate", "nan"], "--rate nan must be more than 0"),
+        (["--requests", "5", "--rate", "3"], "--rate 3 paces an open-ended run: add --duration"),
+    ],
+)
+def test_a_bad_rate_is_refused_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    output = tmp_path / "out.json"
+    assert evaluate([*argv, "--output", str(output)]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
 
 
 def start_cli(tmp_path: Path, *argv: str) -> subprocess.Popen:

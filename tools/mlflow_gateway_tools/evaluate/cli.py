@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="PER_SECOND",
+        help="with --duration, --until-stopped or --stop-file: send about PER_SECOND requests "
+        "a second on average instead of back to back (steady traffic through an operation, "
+        "leaving the host's CPU to the operation)",
+    )
+    parser.add_argument(
         "--stream",
         nargs="?",
         choices=STREAM_MODES,
@@ -221,6 +229,16 @@ def _check_numbers(args: argparse.Namespace) -> None:
             f"--duration {args.duration:g} must be more than 0 seconds (a finite number); "
             "use --until-stopped to run until stopped"
         )
+    if args.rate is not None:
+        if not _positive(args.rate):
+            raise CommandError(
+                f"--rate {args.rate:g} must be more than 0 requests a second (a finite number)"
+            )
+        if not _open_ended(args):
+            raise CommandError(
+                f"--rate {args.rate:g} paces an open-ended run: add --duration, --until-stopped "
+                "or --stop-file, or drop --rate"
+            )
     if not _positive(args.timeout):
         raise CommandError(
             f"--timeout {args.timeout:g} must be more than 0 seconds (a finite number)"
@@ -377,7 +395,9 @@ def _execute(
             if progress_file:
                 progress_file.add(record)
 
-        records = asyncio.run(run_batches(requests, settings, stopped, batch, on_done))
+        records = asyncio.run(
+            run_batches(requests, settings, stopped, batch, on_done, rate=args.rate)
+        )
     if progress_file:
         progress_file.write(finished=True)
     return records, time.perf_counter() - started, stopped
@@ -424,6 +444,7 @@ def _run(args: argparse.Namespace) -> int:
             "route": args.route,
             "stream": args.stream,
             "concurrency": args.concurrency,
+            "rate_per_s": args.rate,
             "requests": len(records),
             "duration_s": args.duration,
             "stop_file": str(args.stop_file) if args.stop_file else None,

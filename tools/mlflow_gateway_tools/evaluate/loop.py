@@ -88,15 +88,22 @@ async def run_batches(
     stopped: Stopper,
     batch: int | None = LOOP_BATCH,
     on_done: Callable[[RequestRecord], None] = lambda _record: None,
+    *,
+    rate: float | None = None,
 ) -> list[RequestRecord]:
-    """Send `requests` (endless or not) in batches back to back until they run out or
-    `stopped` says so; requests in flight at the stop are finished and recorded.
-    batch=None sends everything over one pool (a fixed-count run)."""
+    """Send `requests` (endless or not) in batches until they run out or `stopped` says so;
+    requests in flight at the stop are finished and recorded. batch=None sends everything
+    over one pool (a fixed-count run). Batches follow each other at once, or, with `rate`
+    (requests a second), no sooner than that rate allows on average: a proof that watches an
+    operation needs steady traffic, not a client that takes the CPU the operation runs on."""
     stopped.start()
     pending = _until(requests, stopped)
     records: list[RequestRecord] = []
+    began = time.monotonic()
     while sent := await send_all(itertools.islice(pending, batch), settings, on_done):
         records += sent
+        if rate is not None:
+            await asyncio.sleep(max(0.0, began + len(records) / rate - time.monotonic()))
     return records
 
 
@@ -112,10 +119,13 @@ class BackgroundLoop:
         stream_mode: str = "off",
         batch: int = LOOP_BATCH,
         on_done: Callable[[RequestRecord], None] = lambda _record: None,
+        *,
+        rate: float | None = None,
     ) -> None:
         self.records: list[RequestRecord] = []
         self.stopped = Stopper()
         self._run_args = (schedule(cases, stream_mode), settings, self.stopped, batch)
+        self._rate = rate
         self._on_done = on_done
         self._failure: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="request-loop", daemon=True)
@@ -126,7 +136,7 @@ class BackgroundLoop:
 
     def _run(self) -> None:
         try:
-            asyncio.run(run_batches(*self._run_args, on_done=self._record))
+            asyncio.run(run_batches(*self._run_args, on_done=self._record, rate=self._rate))
         except Exception as error:  # handed to the caller's thread by stop()
             self._failure = error
 
