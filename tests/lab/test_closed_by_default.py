@@ -191,8 +191,10 @@ def test_a_flooding_client_gets_429_while_another_client_has_no_failure(
     limit = inventory["gateway_proxy_client_limits"][FLOOD_CLIENT]
     rate = int(str(limit["rate"]).removesuffix("r/s"))
     # The steady client is evaluate-gateway's own loop at the concurrency of the project's
-    # zero-failure proofs (molecule, drills), on the default limits.
-    with RequestLoop(url, tokens[STEADY_CLIENT], concurrency=4, stream_mode="alternate") as steady:
+    # zero-failure proofs (molecule, drills), back to back, on the default limits.
+    with RequestLoop(
+        url, tokens[STEADY_CLIENT], concurrency=4, stream_mode="alternate", rate=None
+    ) as steady:
         started = time.monotonic()
         answers = flood(url, tokens[FLOOD_CLIENT], FLOOD_SECONDS, FLOOD_CONCURRENCY)
         elapsed = time.monotonic() - started
