@@ -115,12 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration",
         type=float,
         metavar="SECONDS",
-        help="send requests back to back, cycling through the cases, for SECONDS",
+        help="send requests back to back (or at --rate), cycling through the cases, for SECONDS",
     )
     amount.add_argument(
         "--until-stopped",
         action="store_true",
-        help="send requests back to back until Ctrl-C, SIGTERM or --stop-file",
+        help="send requests back to back (or at --rate) until Ctrl-C, SIGTERM or --stop-file",
     )
     how_many.add_argument(
         "--stop-file",
